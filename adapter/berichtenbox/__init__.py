@@ -1,0 +1,1 @@
+"""Berichtenbox: subscriptions (ValidateAbonnementen); BerichtVerwerk intake follows."""

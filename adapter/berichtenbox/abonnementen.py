@@ -1,0 +1,124 @@
+"""ValidateAbonnementen: may this organisation send post of this type to these BSNs?
+
+Runs after the envelope, WS-Addressing and XSD checks; receives the validated payload element
+and answers one Abonnement per Klant, in request order (SPEC Part B/C).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+from sqlalchemy.orm import Session
+from stdnum.nl import bsn as bsn_number
+
+from adapter.config import Organisation
+from adapter.errors import InvalidRequest
+from adapter.soap.wus import Call, Operation, WusService
+from adapter.store.accounts import may_receive
+
+SVC = "http://schemas.rdw.nl/GEB/BerichtenboxValidatieService/2009/01"
+TYP = "http://schemas.rdw.nl/GEB/BerichtenboxValidatieService/Types/2009/01"
+SHR = "http://schemas.rdw.nl/GEB/Shared/Types/2009/01"
+XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
+_PORT = f"{SVC}/IBerichtenboxValidatieService"
+ACTION = f"{_PORT}/ValidateAbonnementen"
+RESPONSE_ACTION = f"{_PORT}/ValidateAbonnementenResponse"
+FAULT_ACTIONS = {
+    "ApplicationFault": f"{_PORT}/ValidateAbonnementenApplicationFaultFault",
+    "DependentServiceFault": f"{_PORT}/ValidateAbonnementenDependentServiceFaultFault",
+}
+REQUEST_ELEMENT = f"{{{SVC}}}ValidateAbonnementen"
+
+
+@dataclass(frozen=True)
+class Aanvraag:
+    berichtleverancier_code: str
+    bericht_type_code: str
+    keys: tuple[str, ...]
+
+
+def _text(parent: etree._Element, tag: str) -> str | None:
+    child = parent.find(tag)
+    if child is None or child.get(XSI_NIL) in ("true", "1"):
+        return None
+    return (child.text or "").strip()
+
+
+def read_aanvraag(
+    payload: etree._Element, organisation: Organisation, max_klanten: int
+) -> Aanvraag:
+    """The request's values, refused with `InvalidRequest` when the caller may not ask them."""
+    aanvraag = payload.find(f"{{{SVC}}}validateAbonnementenAanvraag")
+    if aanvraag is None or aanvraag.get(XSI_NIL) in ("true", "1"):
+        raise InvalidRequest("validateAbonnementenAanvraag ontbreekt")
+    leverancier = _text(aanvraag, f"{{{TYP}}}berichtleverancierCode")
+    if not leverancier or not organisation.may_deliver_for(leverancier):
+        raise InvalidRequest(
+            f"berichtleverancierCode {leverancier or '(leeg)'} is niet het OIN van het certificaat"
+        )
+    type_code = _text(aanvraag, f"{{{TYP}}}berichtTypeCode")
+    if not type_code or type_code not in organisation.bericht_types:
+        raise InvalidRequest(
+            f"berichtTypeCode {type_code or '(leeg)'} is niet toegekend aan deze organisatie"
+        )
+    klanten_element = aanvraag.find(f"{{{TYP}}}klanten")
+    klanten = [] if klanten_element is None else klanten_element.findall(f"{{{SHR}}}Klant")
+    if not 1 <= len(klanten) <= max_klanten:
+        raise InvalidRequest(f"{len(klanten)} klanten; toegestaan is 1 tot en met {max_klanten}")
+    keys = []
+    for position, klant in enumerate(klanten, start=1):
+        key = _text(klant, f"{{{SHR}}}Key")
+        if not key or not bsn_number.is_valid(key) or len(key) != 9:
+            # Only the position: a full BSN does not belong in a fault that may be logged.
+            raise InvalidRequest(f"Klant {position}: Key is geen geldig BSN (elfproef)")
+        keys.append(key)
+    return Aanvraag(leverancier, type_code, tuple(keys))
+
+
+def answer(session: Session, aanvraag: Aanvraag, by_law: bool) -> etree._Element:
+    """The ValidateAbonnementenResponse for a checked request, for the leverancier's OIN."""
+    allowed = may_receive(session, aanvraag.keys, aanvraag.berichtleverancier_code, by_law)
+    response = etree.Element(
+        f"{{{SVC}}}ValidateAbonnementenResponse", nsmap={None: SVC, "t": TYP, "k": SHR}
+    )
+    result = etree.SubElement(response, f"{{{SVC}}}ValidateAbonnementenResult")
+    for key in aanvraag.keys:
+        abonnement = etree.SubElement(result, f"{{{TYP}}}Abonnement")
+        klant = etree.SubElement(abonnement, f"{{{TYP}}}klant")
+        etree.SubElement(klant, f"{{{SHR}}}Key").text = key
+        etree.SubElement(klant, f"{{{SHR}}}Rol").text = "Burger"
+        etree.SubElement(abonnement, f"{{{TYP}}}isBerichtSturen").text = (
+            "true" if allowed[key] else "false"
+        )
+    return response
+
+
+def handle(call: Call) -> etree._Element:
+    organisations = call.config.organisations
+    aanvraag = read_aanvraag(call.payload, call.party.organisation, call.config.limits.max_klanten)
+    # An intermediary asks on behalf of the leverancier: its by-law status is what counts.
+    leverancier = organisations.by_oin.get(
+        aanvraag.berichtleverancier_code, call.party.organisation
+    )
+    return answer(call.session, aanvraag, leverancier.by_law)
+
+
+SERVICE = WusService(
+    name="ValidateAbonnementen",
+    path="/abonnementen",
+    wsdl="BerichtenboxValidatieService.wsdl",
+    operations=(
+        Operation(
+            name="ValidateAbonnementen",
+            request_element=REQUEST_ELEMENT,
+            action=ACTION,
+            response_action=RESPONSE_ACTION,
+            schema="BerichtenboxValidatieService.xsd",
+            handler=handle,
+        ),
+    ),
+    fault_namespace=SHR,
+    fault_actions=FAULT_ACTIONS,
+)

@@ -1,0 +1,101 @@
+"""Every way a request can be refused, one exception per SOAP fault.
+
+Each exception carries what its fault needs (faultcode, faultstring, the detail element and
+its message) and the code that the receipt records, so the code that raises a refusal never
+builds XML and the code that builds faults never decides what went wrong.
+"""
+
+from __future__ import annotations
+
+
+class AdapterError(Exception):
+    """Base class of everything the adapter refuses on purpose."""
+
+
+class SoapFault(AdapterError):
+    """A refusal answered with a SOAP 1.1 Fault (HTTP 500, WS-I BP R1126)."""
+
+    faultcode = "Client"
+    code = ""  # Digikoppeling WUS best-practice code, leading the faultstring
+    text = ""
+    detail_element: str | None = None  # ApplicationFault / DependentServiceFault, or none
+    receipted = True  # faults to an authenticated party carry a receipt
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message
+        super().__init__(message or self.faultstring)
+
+    @property
+    def faultstring(self) -> str:
+        return f"{self.code} {self.text}" if self.code else self.text
+
+    @property
+    def receipt_code(self) -> str:
+        """The code a receipt records: the Digikoppeling code, else the detail element."""
+        return self.code or self.detail_element or self.faultcode
+
+    @property
+    def reason(self) -> str:
+        """What the receipt and the log say: the faultstring plus the detail message."""
+        return f"{self.faultstring}: {self.message}" if self.message else self.faultstring
+
+
+class InvalidEnvelope(SoapFault):
+    code, text = "0001", "Invalide soap envelope"
+
+
+class NotAuthorised(SoapFault):
+    code, text = "0002", "Niet geautoriseerd"
+    receipted = False  # an unknown party gets nothing it could use, not even a receipt
+
+
+class ServiceNotGranted(NotAuthorised):
+    """A configured organisation calling a service it is not granted: refused, with receipt."""
+
+    receipted = True
+
+
+class InvalidSoapAction(SoapFault):
+    code, text = "0003", "Invalide soapaction"
+
+
+class NotConformXsd(SoapFault):
+    code, text = "0004", "Niet conform xsd"
+    detail_element = "ApplicationFault"
+
+
+class AddressingToMissing(SoapFault):
+    code, text = "0005", "WS-Addressing header To ontbreekt"
+
+
+class AddressingActionMissing(SoapFault):
+    code, text = "0006", "WS-Addressing header Action ontbreekt"
+
+
+class AddressingMessageIdMissing(SoapFault):
+    code, text = "0007", "WS-Addressing header MessageID ontbreekt"
+
+
+class NotUtf8(SoapFault):
+    code, text = "0009", "Niet volgens UTF"
+
+
+class HeaderValueNotAllowed(SoapFault):
+    code, text = "0011", "Header andere waarde dan voorgeschreven"
+
+
+class InvalidRequest(SoapFault):
+    """The request is well-formed and valid but asks for something it may not."""
+
+    text = "Aanvraag ongeldig"
+    detail_element = "ApplicationFault"
+
+
+class ServiceUnavailable(SoapFault):
+    faultcode = "Server"
+    code, text = "0051", "Service niet beschikbaar"
+    detail_element = "DependentServiceFault"
+
+
+class RequestTooLarge(InvalidEnvelope):
+    """Refused by size before a byte of it is parsed."""

@@ -1,0 +1,1 @@
+"""Lopende Zaken status updates. Not built yet: see the Lopende Zaken issue."""

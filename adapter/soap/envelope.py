@@ -1,0 +1,99 @@
+"""SOAP 1.1 envelopes: reading a request into an `Envelope`, writing responses and faults."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lxml import etree
+
+from adapter.errors import InvalidEnvelope, SoapFault
+from adapter.soap.xml import parse_untrusted
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+_ENV = f"{{{SOAP_ENV}}}"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed SOAP 1.1 request: its header blocks and the single Body child."""
+
+    root: etree._Element
+    headers: tuple[etree._Element, ...]
+    body: etree._Element
+    payload: etree._Element
+
+
+def _is_element(node: object) -> bool:
+    # Comments and processing instructions are nodes too; only elements count as children.
+    return isinstance(node, etree._Element) and isinstance(node.tag, str)
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Parse and check the SOAP 1.1 structure (WW003: exactly one Body child)."""
+    root = parse_untrusted(data)
+    if root.tag == f"{{{SOAP12_ENV}}}Envelope":
+        raise InvalidEnvelope("SOAP 1.2 wordt niet ondersteund, gebruik SOAP 1.1")
+    if root.tag != f"{_ENV}Envelope":
+        raise InvalidEnvelope("het root-element is geen SOAP 1.1 Envelope")
+    children = [child for child in root if _is_element(child)]
+    header = None
+    if children and children[0].tag == f"{_ENV}Header":
+        header = children.pop(0)
+    if len(children) != 1 or children[0].tag != f"{_ENV}Body":
+        raise InvalidEnvelope("een Envelope bevat een optionele Header en precies één Body")
+    body = children[0]
+    payload = [child for child in body if _is_element(child)]
+    if len(payload) != 1:
+        raise InvalidEnvelope(f"de Body bevat {len(payload)} elementen in plaats van één")
+    headers = tuple(child for child in header if _is_element(child)) if header is not None else ()
+    return Envelope(root=root, headers=headers, body=body, payload=payload[0])
+
+
+def body_hash(body: etree._Element) -> str:
+    """Base64 SHA-256 of the exclusive canonical form (without comments) of a Body element."""
+    canonical = etree.tostring(body, method="c14n", exclusive=True, with_comments=False)
+    return base64.b64encode(hashlib.sha256(canonical).digest()).decode("ascii")
+
+
+def raw_hash(data: bytes) -> str:
+    """Base64 SHA-256 of bytes that could not be parsed as an envelope."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def _envelope(headers: Sequence[etree._Element], body_child: etree._Element) -> bytes:
+    envelope = etree.Element(f"{_ENV}Envelope", nsmap={"s": SOAP_ENV})
+    if headers:
+        header = etree.SubElement(envelope, f"{_ENV}Header")
+        header.extend(headers)
+    body = etree.SubElement(envelope, f"{_ENV}Body")
+    body.append(body_child)
+    data: bytes = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+    return data
+
+
+def build_response(payload: etree._Element, headers: Sequence[etree._Element] = ()) -> bytes:
+    return _envelope(headers, payload)
+
+
+def build_fault(
+    fault: SoapFault,
+    headers: Sequence[etree._Element] = (),
+    detail_namespace: str | None = None,
+) -> bytes:
+    """A SOAP 1.1 Fault; the detail element is put in `detail_namespace` when it has one."""
+    element = etree.Element(f"{_ENV}Fault")
+    etree.SubElement(element, "faultcode").text = f"s:{fault.faultcode}"
+    etree.SubElement(element, "faultstring").text = fault.faultstring
+    if fault.detail_element and detail_namespace:
+        detail = etree.SubElement(element, "detail")
+        holder = etree.SubElement(
+            detail, f"{{{detail_namespace}}}{fault.detail_element}", nsmap={None: detail_namespace}
+        )
+        etree.SubElement(holder, f"{{{detail_namespace}}}Message").text = (
+            fault.message or fault.faultstring
+        )
+    return _envelope(headers, element)

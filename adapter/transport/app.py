@@ -1,0 +1,92 @@
+"""The WSGI application: routes a path to its endpoint, serves each contract at ?wsdl.
+
+It is a plain WSGI callable, so tests can call it without a socket; gunicorn serves it over
+mutual TLS in production (adapter.transport.server).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from adapter.berichtenbox import abonnementen
+from adapter.config import Config
+from adapter.receipts import ReceiptSigner
+from adapter.soap.contract import PublishedContract
+from adapter.soap.schema import SchemaSet
+from adapter.soap.wus import WusService
+from adapter.store.db import Database
+from adapter.transport.wus import HttpResult, WusEndpoint
+
+WUS_SERVICES: tuple[WusService, ...] = (abonnementen.SERVICE,)
+
+StartResponse = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    endpoint: WusEndpoint
+    contract: PublishedContract
+
+
+class AdapterApp:
+    def __init__(
+        self,
+        config: Config,
+        database: Database,
+        signer: ReceiptSigner,
+        contract_dir: Path | None = None,
+    ) -> None:
+        root = contract_dir or config.base_dir
+        schemas = SchemaSet(root / "xsd")
+        self.routes = {
+            service.path: Route(
+                endpoint=WusEndpoint(service, config, database, signer, schemas),
+                contract=PublishedContract(
+                    root / "wsdl" / service.wsdl,
+                    root / "xsd",
+                    config.server.public_url + service.path,
+                ),
+            )
+            for service in WUS_SERVICES
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        route = self.routes.get(environ.get("PATH_INFO", ""))
+        method = environ.get("REQUEST_METHOD", "GET")
+        if route is None:
+            result = _plain("404 Not Found", "onbekend adres\n")
+        elif method == "POST":
+            result = route.endpoint.handle(environ)
+        elif method in ("GET", "HEAD"):
+            result = _contract(route.contract, environ.get("QUERY_STRING", ""))
+        else:
+            result = HttpResult(
+                "405 Method Not Allowed", b"alleen GET en POST\n", (("Allow", "GET, POST"),)
+            )
+        content_type = next((v for k, v in result.headers if k == "Content-Type"), None)
+        headers = [
+            ("Content-Type", content_type or "text/xml; charset=utf-8"),
+            ("Content-Length", str(len(result.body))),
+            *((k, v) for k, v in result.headers if k != "Content-Type"),
+        ]
+        start_response(result.status, headers)
+        return [b"" if method == "HEAD" else result.body]
+
+
+def _plain(status: str, text: str) -> HttpResult:
+    return HttpResult(status, text.encode(), (("Content-Type", "text/plain; charset=utf-8"),))
+
+
+def _contract(contract: PublishedContract, query: str) -> HttpResult:
+    params = parse_qs(query, keep_blank_values=True)
+    if "wsdl" in params or query.lower() == "wsdl":
+        return HttpResult("200 OK", contract.wsdl)
+    if "xsd" in params:
+        schema = contract.xsd(params["xsd"][0])
+        if schema is not None:
+            return HttpResult("200 OK", schema)
+    return _plain("404 Not Found", "vraag ?wsdl of een ?xsd=... uit de WSDL\n")

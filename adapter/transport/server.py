@@ -1,0 +1,74 @@
+"""gunicorn (gthread workers) serving the adapter over mutual TLS, configured from our Config."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from adapter.config import Config
+from adapter.receipts import ReceiptSigner
+from adapter.store.db import Database
+from adapter.transport.app import AdapterApp
+from adapter.transport.tls import server_context
+
+
+def build_app(config: Config) -> AdapterApp:
+    """The WSGI app with its own database engine and signer; called in each worker."""
+    signer = ReceiptSigner.from_files(
+        config.receipts.private_key,
+        config.receipts.certificate,
+        config.tls.intermediates,
+        config.receipts.algorithm,
+    )
+    return AdapterApp(config, Database(config.database_url), signer)
+
+
+class AdapterServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._context: ssl.SSLContext | None = None
+        super().__init__()
+
+    def _ssl_context(self, _conf: Any, _default_factory: Any) -> ssl.SSLContext:
+        # gunicorn asks for a context per connection; build ours once per process.
+        if self._context is None:
+            self._context = server_context(self.config.tls)
+        return self._context
+
+    def load_config(self) -> None:
+        server = self.config.server
+        settings = {
+            "bind": [f"{server.host}:{server.port}"],
+            "workers": server.workers,
+            "worker_class": "gthread",
+            "threads": server.threads,
+            "keepalive": server.keepalive_seconds,
+            # The ssl_context hook is only used when certfile/keyfile are set as well.
+            "certfile": str(self.config.tls.certificate),
+            "keyfile": str(self.config.tls.private_key),
+            "ssl_context": self._ssl_context,
+            # Spread keep-alive connections over workers instead of one accepting them all.
+            "reuse_port": True,
+            "proc_name": "dk-adapter",
+            # gunicorn's control socket lives at one fixed path per user, so two adapters
+            # (or test servers) would fight over it; operations go through signals instead.
+            "control_socket_disable": True,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "info",
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> AdapterApp:
+        return build_app(self.config)
+
+
+def serve(config: Config) -> None:
+    database = Database(config.database_url)
+    database.create_schema()
+    # Workers build their own engines after the fork; none may inherit this one's connections.
+    database.dispose()
+    AdapterServer(config).run()

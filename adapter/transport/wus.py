@@ -1,0 +1,213 @@
+"""One WUS request, end to end: identify, parse, WS-A, XSD, service, store, receipt, answer.
+
+Each stage is a call with plain values; a stage that refuses raises the `SoapFault` that says
+why, and this module turns it into the fault response, with a stored and signed receipt when
+the caller is a configured organisation. A request is fully stored and receipted, or refused
+with nothing of its business data stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lxml import etree
+from sqlalchemy.exc import SQLAlchemyError
+
+from adapter.config import Config
+from adapter.errors import (
+    InvalidEnvelope,
+    InvalidSoapAction,
+    RequestTooLarge,
+    ServiceNotGranted,
+    ServiceUnavailable,
+    SoapFault,
+)
+from adapter.party import Party
+from adapter.receipts import Outcome, Receipt, ReceiptSigner
+from adapter.soap.addressing import Addressing, check_addressing, read_addressing, reply_headers
+from adapter.soap.envelope import (
+    Envelope,
+    body_hash,
+    build_fault,
+    build_response,
+    parse_envelope,
+    raw_hash,
+)
+from adapter.soap.schema import SchemaSet
+from adapter.soap.wus import Call, Operation, WusService
+from adapter.store.db import Database
+from adapter.store.receipts import save_receipt
+from adapter.transport.identity import identify
+
+log = logging.getLogger("adapter.request")
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class _Progress:
+    """What is known about the request so far, for the receipt of whatever happens next."""
+
+    request_id: str
+    received_at: datetime
+    party: Party | None = None
+    body_hash: str = ""
+    operation: Operation | None = None
+    addressing: Addressing | None = None
+
+
+class WusEndpoint:
+    def __init__(
+        self,
+        service: WusService,
+        config: Config,
+        database: Database,
+        signer: ReceiptSigner,
+        schemas: SchemaSet,
+    ) -> None:
+        self.service = service
+        self.config = config
+        self.database = database
+        self.signer = signer
+        self.schemas = schemas
+
+    def handle(self, environ: dict[str, Any]) -> HttpResult:
+        progress = _Progress(request_id=uuid.uuid4().hex, received_at=datetime.now(UTC))
+        try:
+            return self._handle(environ, progress)
+        except SoapFault as fault:
+            return self._fault(fault, progress)
+        except Exception:
+            # A bug must not leave the caller without an answer, nor with a stack trace.
+            log.exception("request %s: unexpected error", progress.request_id)
+            return self._fault(ServiceUnavailable("interne fout"), progress)
+
+    def _handle(self, environ: dict[str, Any], progress: _Progress) -> HttpResult:
+        progress.party = party = identify(environ, self.config.organisations)
+        data = _read_body(environ, self.config.limits.max_request_bytes)
+        progress.body_hash = raw_hash(data)
+        envelope = parse_envelope(data)
+        progress.body_hash = body_hash(envelope.body)
+        operation = self._operation(envelope, environ.get("HTTP_SOAPACTION"))
+        progress.operation = operation
+        progress.addressing = check_addressing(
+            read_addressing(envelope.headers),
+            required=party.organisation.requires_addressing,
+            expected_action=operation.action,
+            receiver_oin=self.config.receipts.receiver_oin,
+        )
+        if self.service.name not in party.organisation.services:
+            raise ServiceNotGranted(
+                f"{party.organisation.name} is niet aangesloten op {self.service.name}"
+            )
+        self.schemas.validate(envelope.payload, operation.schema)
+        try:
+            with self.database.transaction() as session:
+                payload = operation.handler(Call(party, envelope.payload, session, self.config))
+                receipt = self._receipt(progress, Outcome.accept())
+                signed = self.signer.sign(receipt)
+                save_receipt(session, receipt, signed)
+        except SQLAlchemyError as exc:
+            log.error("request %s: database error: %s", progress.request_id, exc.__class__.__name__)
+            raise ServiceUnavailable("de database is niet bereikbaar") from None
+        headers = [signed]
+        if progress.addressing is not None:
+            headers = [*reply_headers(progress.addressing, operation.response_action), signed]
+        log.info(
+            "request %s: %s %s from %s accepted",
+            progress.request_id,
+            self.service.name,
+            operation.name,
+            party.oin,
+        )
+        return HttpResult("200 OK", build_response(payload, headers))
+
+    def _operation(self, envelope: Envelope, soap_action_header: str | None) -> Operation:
+        operation = self.service.operation_for(envelope.payload)
+        if operation is None:
+            raise InvalidEnvelope(f"onbekende operatie {etree.QName(envelope.payload).localname}")
+        soap_action = (soap_action_header or "").strip()
+        if soap_action.startswith('"') and soap_action.endswith('"') and len(soap_action) >= 2:
+            soap_action = soap_action[1:-1]
+        # WS002: on the wire either "" or exactly the operation's action.
+        if soap_action_header is None or soap_action not in ("", operation.action):
+            raise InvalidSoapAction(
+                f"SOAPAction {soap_action_header!r} hoort niet bij {operation.name}"
+            )
+        return operation
+
+    def _receipt(self, progress: _Progress, outcome: Outcome) -> Receipt:
+        if progress.party is None:
+            raise RuntimeError("a receipt needs an authenticated party")
+        return Receipt(
+            request_id=progress.request_id,
+            receiver_oin=self.config.receipts.receiver_oin,
+            sender_oin=progress.party.oin,
+            received_at=progress.received_at,
+            message_ref=progress.addressing.message_id if progress.addressing else None,
+            service=self.service.name,
+            operation=progress.operation.name if progress.operation else "onbekend",
+            body_hash=progress.body_hash or raw_hash(b""),
+            outcome=outcome,
+        )
+
+    def _fault(self, fault: SoapFault, progress: _Progress) -> HttpResult:
+        oin = progress.party.oin if progress.party else "-"
+        log.info("request %s: refused for %s: %s", progress.request_id, oin, fault.reason)
+        headers: list[etree._Element] = []
+        if progress.addressing is not None and fault.detail_element in self.service.fault_actions:
+            headers = reply_headers(
+                progress.addressing, self.service.fault_actions[fault.detail_element]
+            )
+        if progress.party is not None and fault.receipted:
+            receipt = self._receipt(progress, Outcome.reject(fault.receipt_code, fault.reason))
+            signed = self.signer.sign(receipt)
+            try:
+                with self.database.transaction() as session:
+                    save_receipt(session, receipt, signed)
+            except SQLAlchemyError as exc:
+                # The signed receipt still goes out: it proves the refusal even unstored.
+                log.error(
+                    "request %s: receipt not stored: %s",
+                    progress.request_id,
+                    exc.__class__.__name__,
+                )
+            headers.append(signed)
+        extra = (("Connection", "close"),) if isinstance(fault, RequestTooLarge) else ()
+        body = build_fault(fault, headers, self.service.fault_namespace)
+        return HttpResult("500 Internal Server Error", body, extra)
+
+
+def _read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The request body, refused when it declares or turns out to be larger than `limit`.
+
+    An oversized body is drained in small chunks (never held) so the client can read the
+    fault instead of meeting a reset connection; beyond 16 times the limit we just hang up.
+    """
+    stream = environ["wsgi.input"]
+    length_text = environ.get("CONTENT_LENGTH") or ""
+    if length_text:
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise InvalidEnvelope("ongeldige Content-Length") from None
+        if length > limit:
+            if length <= 16 * limit:
+                while stream.read(65536):
+                    pass
+            raise RequestTooLarge(f"het bericht is {length} bytes; de grens is {limit}")
+    data: bytes = stream.read(int(length_text)) if length_text else stream.read(limit + 1)
+    if len(data) > limit:
+        raise RequestTooLarge(f"het bericht is groter dan {limit} bytes; de grens is {limit}")
+    if not data:
+        raise InvalidEnvelope("leeg bericht")
+    return data

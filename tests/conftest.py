@@ -1,0 +1,270 @@
+"""Shared fixtures: one dev PKI per session, a real server per module and database kind.
+
+Every end-to-end test talks to `dk-adapter serve` (gunicorn, gthread, our TLS context) over
+real mutual TLS on loopback, once with SQLite and once with PostgreSQL. PostgreSQL runs get
+a schema of their own that is dropped afterwards, so parallel runs never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from adapter.config import load_organisations
+from adapter.pki.devca import (
+    DevHierarchy,
+    OrganisationSubject,
+    PkiFiles,
+    init_dev_pki,
+    load_hierarchy,
+    new_hierarchy,
+    revoke,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+POSTGRES_URL = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+GEMEENTE = "00000099000000002000"  # subscribed-to by 999993653 in accounts.example.csv
+BELASTINGDIENST = "00000099000000001000"  # by_law
+STRIKT = "00000099000000003000"  # requires WS-Addressing (2W-be)
+UNKNOWN_OIN = "00000099000000009000"  # a valid OIN that is not in organisations.toml
+
+
+@dataclass(frozen=True)
+class ClientCert:
+    """PEM files of one client certificate, as `requests` wants them."""
+
+    certificate: Path
+    key: Path
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return (str(self.certificate), str(self.key))
+
+
+@dataclass(frozen=True)
+class Pki:
+    files: PkiFiles
+    directory: Path
+    clients: dict[str, ClientCert]  # by OIN, plus the special ones below
+    unknown_oin: ClientCert
+    no_oin: ClientCert
+    expired: ClientCert
+    untrusted: ClientCert
+    revoked: ClientCert
+
+    @property
+    def root(self) -> Path:
+        return self.directory / "root-ca.pem"
+
+
+def _write_client(directory: Path, name: str, issued: object, chain: bytes) -> ClientCert:
+    certificate, key = directory / f"{name}.pem", directory / f"{name}.key"
+    certificate.write_bytes(issued.cert_pem() + chain)  # type: ignore[attr-defined]
+    key.write_bytes(issued.key_pem())  # type: ignore[attr-defined]
+    return ClientCert(certificate, key)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    organisations = load_organisations(CONF / "organisations.toml")
+    files = init_dev_pki(
+        directory,
+        [OrganisationSubject(o.oin, o.name, o.kvk) for o in organisations.by_oin.values()],
+    )
+    hierarchy: DevHierarchy = load_hierarchy(directory)
+    chain = hierarchy.chain_pem()
+    extra = directory / "extra"
+    extra.mkdir()
+    tsp = hierarchy.tsp
+    now = datetime.now(UTC)
+    revoked = tsp.issue_tls_certificate("Ingetrokken", oin="00000099000000008000")
+    revoke(directory, revoked.certificate.serial_number)
+    other = new_hierarchy("Other")
+    return Pki(
+        files=files,
+        directory=directory,
+        clients={oin: ClientCert(c.certificate, c.private_key) for oin, c in files.clients.items()},
+        unknown_oin=_write_client(
+            extra, "unknown", tsp.issue_tls_certificate("Onbekend", oin=UNKNOWN_OIN), chain
+        ),
+        no_oin=_write_client(
+            extra, "no-oin", tsp.issue_tls_certificate("Zonder OIN", oin=None), chain
+        ),
+        expired=_write_client(
+            extra,
+            "expired",
+            tsp.issue_tls_certificate(
+                "Verlopen",
+                oin=GEMEENTE,
+                not_before=now - timedelta(days=400),
+                not_after=now - timedelta(days=1),
+            ),
+            chain,
+        ),
+        untrusted=_write_client(
+            extra,
+            "untrusted",
+            other.tsp.issue_tls_certificate("Vreemd", oin=GEMEENTE),
+            other.chain_pem(),
+        ),
+        revoked=_write_client(extra, "revoked", revoked, chain),
+    )
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Each module runs once on SQLite and once on PostgreSQL, in a schema of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'adapter.db'}"
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    url = make_url(POSTGRES_URL)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+
+    def drop() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+    request.addfinalizer(drop)
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_config(directory: Path, pki: Pki, database_url: str, port: int) -> Path:
+    """An adapter.toml for a test server, pointing at the session's PKI."""
+    conf = directory / "conf"
+    conf.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CONF / "organisations.toml", conf / "organisations.toml")
+    certs = pki.directory
+    config = conf / "adapter.toml"
+    config.write_text(
+        f"""
+base_dir = "{ROOT}"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "https://127.0.0.1:{port}"
+workers = 2
+threads = 4
+[database]
+url = "{database_url}"
+[tls]
+certificate = "{certs / "server.pem"}"
+private_key = "{certs / "server.key"}"
+trust_anchors = "{certs / "root-ca.pem"}"
+intermediates = "{certs / "chain.pem"}"
+crl = "{certs / "crl.pem"}"
+[receipts]
+certificate = "{certs / "receipt-signing.pem"}"
+private_key = "{certs / "receipt-signing.key"}"
+algorithm = "ecdsa-sha256"
+[files]
+organisations = "{conf / "organisations.toml"}"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def run_cli(*args: str, config: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "--config", str(config), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@dataclass
+class Server:
+    url: str
+    config: Path
+    database_url: str
+    engine: Engine
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def count(self, table: str, where: str = "1=1") -> int:
+        with self.engine.connect() as conn:
+            query = text(f"SELECT count(*) FROM {table} WHERE {where}")  # noqa: S608 - test literals
+            return int(conn.execute(query).scalar_one())
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not listen on {port}:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(
+    pki: Pki, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """`dk-adapter serve` with the example accounts loaded."""
+    directory = tmp_path_factory.mktemp("server")
+    port = free_port()
+    config = write_config(directory, pki, database_url, port)
+    imported = run_cli(
+        "accounts",
+        "import",
+        str(CONF / "accounts.example.csv"),
+        "--quiet",
+        config=config,
+        database_url=database_url,
+    )
+    assert imported.returncode == 0, imported.stderr
+    log = directory / "server.log"
+    env = {**os.environ, "DATABASE_URL": database_url}
+    with log.open("wb") as log_handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "adapter.cli", "--config", str(config), "serve"],
+            env=env,
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+        )
+    engine = create_engine(database_url)
+    try:
+        _wait_for_port(port, process, log)
+        yield Server(f"https://127.0.0.1:{port}", config, database_url, engine, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        engine.dispose()
