@@ -76,6 +76,13 @@ class AddressingMessageIdMissing(SoapFault):
     code, text = "0007", "WS-Addressing header MessageID ontbreekt"
 
 
+class HeaderNotUnderstood(SoapFault):
+    """A header block marked mustUnderstand that we do not process (SOAP 1.1 section 4.2.3)."""
+
+    faultcode = "MustUnderstand"
+    code, text = "0010", "Headers anders dan WSA-headers"
+
+
 class NotUtf8(SoapFault):
     code, text = "0009", "Niet volgens UTF"
 

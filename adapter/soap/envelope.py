@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from adapter.errors import InvalidEnvelope, SoapFault
+from adapter.errors import HeaderNotUnderstood, InvalidEnvelope, SoapFault
 from adapter.soap.xml import parse_untrusted
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -51,6 +51,17 @@ def parse_envelope(data: bytes) -> Envelope:
         raise InvalidEnvelope(f"de Body bevat {len(payload)} elementen in plaats van één")
     headers = tuple(child for child in header if _is_element(child)) if header is not None else ()
     return Envelope(root=root, headers=headers, body=body, payload=payload[0])
+
+
+def check_understood(envelope: Envelope, understood_namespaces: frozenset[str]) -> None:
+    """Refuse a header block that demands processing we do not do (e.g. WS-Security)."""
+    for header in envelope.headers:
+        if header.get(f"{_ENV}mustUnderstand") in ("1", "true"):
+            namespace = etree.QName(header).namespace
+            if namespace not in understood_namespaces:
+                raise HeaderNotUnderstood(
+                    f"{etree.QName(header).localname} ({namespace}) wordt niet verwerkt"
+                )
 
 
 def body_hash(body: etree._Element) -> str:

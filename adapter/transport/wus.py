@@ -28,12 +28,19 @@ from adapter.errors import (
 )
 from adapter.party import Party
 from adapter.receipts import Outcome, Receipt, ReceiptSigner
-from adapter.soap.addressing import Addressing, check_addressing, read_addressing, reply_headers
+from adapter.soap.addressing import (
+    WSA,
+    Addressing,
+    check_addressing,
+    read_addressing,
+    reply_headers,
+)
 from adapter.soap.envelope import (
     Envelope,
     body_hash,
     build_fault,
     build_response,
+    check_understood,
     parse_envelope,
     raw_hash,
 )
@@ -44,6 +51,9 @@ from adapter.store.receipts import save_receipt
 from adapter.transport.identity import identify
 
 log = logging.getLogger("adapter.request")
+
+# WS-Security (2W-be-S) is not processed yet, so a mustUnderstand wsse:Security is refused.
+UNDERSTOOD_HEADERS = frozenset({WSA})
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,7 @@ class WusEndpoint:
         progress.body_hash = raw_hash(data)
         envelope = parse_envelope(data)
         progress.body_hash = body_hash(envelope.body)
+        check_understood(envelope, UNDERSTOOD_HEADERS)
         operation = self._operation(envelope, environ.get("HTTP_SOAPACTION"))
         progress.operation = operation
         progress.addressing = check_addressing(

@@ -1,0 +1,1 @@
+"""Periodic jobs (notifications, reminders, retention, outbound retries). None yet."""

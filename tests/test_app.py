@@ -1,0 +1,164 @@
+"""The WSGI app called without a socket: refusals that are awkward to provoke over TLS."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from lxml import etree
+
+from adapter.config import load_config
+from adapter.receipts import verify
+from adapter.transport.app import AdapterApp
+from adapter.transport.identity import CLIENT_CERT_KEY
+from adapter.transport.server import build_app
+from tests.conftest import CONF, GEMEENTE, UNKNOWN_OIN, Pki, free_port, write_config
+from tests.soap_helpers import SOAP, aanvraag, receipt_element, verify_with_libxmlsec
+
+ZONDER_DIENST = f"""
+[[organisation]]
+oin = "{UNKNOWN_OIN}"
+name = "Gemeente Alleen Zaken"
+services = ["LopendeZaken"]
+bericht_types = ["BESLUIT"]
+"""
+
+
+def der_of(pem_file: Path) -> bytes:
+    return x509.load_pem_x509_certificates(pem_file.read_bytes())[0].public_bytes(Encoding.DER)
+
+
+@pytest.fixture(scope="module")
+def app_config(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("app")
+    config = write_config(directory, pki, f"sqlite:///{directory / 'a.db'}", free_port())
+    organisations = directory / "conf" / "organisations.toml"
+    organisations.write_text(
+        (CONF / "organisations.toml").read_text() + ZONDER_DIENST, encoding="utf-8"
+    )
+    return config
+
+
+@pytest.fixture(scope="module")
+def app(app_config: Path) -> AdapterApp:
+    config = load_config(app_config, environ={})
+    built = build_app(config)
+    next(iter(built.routes.values())).endpoint.database.create_schema()
+    return built
+
+
+def call(
+    app: AdapterApp,
+    cert: bytes | None,
+    body: bytes = b"",
+    *,
+    method: str = "POST",
+    path: str = "/abonnementen",
+    query: str = "",
+    soap_action: str = '""',
+    content_length: bool = True,
+) -> tuple[str, dict[str, str], bytes]:
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "HTTP_SOAPACTION": soap_action,
+        "wsgi.input": io.BytesIO(body),
+    }
+    if content_length:
+        environ["CONTENT_LENGTH"] = str(len(body))
+    if cert is not None:
+        environ[CLIENT_CERT_KEY] = cert
+    seen: dict[str, object] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    payload = b"".join(app(environ, start_response))
+    return str(seen["status"]), seen["headers"], payload  # type: ignore[return-value]
+
+
+def faultstring(body: bytes) -> str:
+    return etree.fromstring(body).findtext(f"{{{SOAP}}}Body/{{{SOAP}}}Fault/faultstring") or ""
+
+
+def test_a_valid_request_without_content_length_is_answered(app: AdapterApp, pki: Pki) -> None:
+    cert = der_of(pki.clients[GEMEENTE].certificate)
+    status, _, body = call(app, cert, aanvraag(["999993653"], GEMEENTE), content_length=False)
+    assert status == "200 OK"
+    verify(etree.fromstring(body), pki.root)
+
+
+def test_utf16_request_is_refused_with_0009(app: AdapterApp, pki: Pki) -> None:
+    body = aanvraag(["999993653"], GEMEENTE).decode().replace("utf-8", "utf-16").encode("utf-16")
+    status, _, answer = call(app, der_of(pki.clients[GEMEENTE].certificate), body)
+    assert status.startswith("500")
+    assert faultstring(answer) == "0009 Niet volgens UTF"
+
+
+def test_a_must_understand_header_we_do_not_process_is_refused(app: AdapterApp, pki: Pki) -> None:
+    security = (
+        '<wsse:Security s:mustUnderstand="1" xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/'
+        'oasis-200401-wss-wssecurity-secext-1.0.xsd"/>'
+    )
+    body = aanvraag(["999993653"], GEMEENTE, headers=security)
+    status, _, answer = call(app, der_of(pki.clients[GEMEENTE].certificate), body)
+    fault = etree.fromstring(answer).find(f"{{{SOAP}}}Body/{{{SOAP}}}Fault")
+    assert status.startswith("500")
+    assert fault.findtext("faultcode") == "s:MustUnderstand"
+    assert fault.findtext("faultstring") == "0010 Headers anders dan WSA-headers"
+
+
+def test_an_organisation_not_granted_the_service_is_refused_with_a_receipt(
+    app: AdapterApp, pki: Pki
+) -> None:
+    status, _, answer = call(
+        app, der_of(pki.unknown_oin.certificate), aanvraag(["999993653"], UNKNOWN_OIN)
+    )
+    assert status.startswith("500")
+    assert faultstring(answer) == "0002 Niet geautoriseerd"
+    document = etree.fromstring(answer)
+    verify_with_libxmlsec(document, pki.root)
+    assert verify(document, pki.root).receipt.outcome.code == "0002"
+
+
+def test_no_client_certificate_gets_0002_without_receipt(app: AdapterApp) -> None:
+    status, _, answer = call(app, None, aanvraag(["999993653"], GEMEENTE))
+    assert status.startswith("500")
+    assert faultstring(answer) == "0002 Niet geautoriseerd"
+    assert receipt_element(etree.fromstring(answer)) is None
+
+
+def test_an_empty_body_is_refused_with_0001(app: AdapterApp, pki: Pki) -> None:
+    _, _, answer = call(app, der_of(pki.clients[GEMEENTE].certificate), b"")
+    assert faultstring(answer) == "0001 Invalide soap envelope"
+
+
+def test_unknown_paths_and_methods_get_plain_http_errors(app: AdapterApp, pki: Pki) -> None:
+    cert = der_of(pki.clients[GEMEENTE].certificate)
+    assert call(app, cert, method="GET", path="/nergens")[0] == "404 Not Found"
+    assert call(app, cert, method="PUT")[0] == "405 Method Not Allowed"
+    assert call(app, cert, method="GET", query="xsd=adapter.toml")[0] == "404 Not Found"
+    status, headers, body = call(app, cert, method="HEAD", query="wsdl")
+    assert status == "200 OK" and body == b"" and int(headers["Content-Length"]) > 1000
+
+
+def test_database_unavailable_gets_0051_with_a_signed_receipt(app_config: Path, pki: Pki) -> None:
+    # Nothing listens on port 1: every connection attempt fails at once.
+    config = load_config(
+        app_config, environ={"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/x"}
+    )
+    down = build_app(config)
+    status, _, answer = call(
+        down, der_of(pki.clients[GEMEENTE].certificate), aanvraag(["999993653"], GEMEENTE)
+    )
+    document = etree.fromstring(answer)
+    fault = document.find(f"{{{SOAP}}}Body/{{{SOAP}}}Fault")
+    assert status.startswith("500")
+    assert fault.findtext("faultcode") == "s:Server"
+    assert fault.findtext("faultstring") == "0051 Service niet beschikbaar"
+    assert fault.find("detail/{*}DependentServiceFault") is not None
+    assert verify(document, pki.root).receipt.outcome.code == "0051"

@@ -1,0 +1,142 @@
+"""Configuration errors name the file, the key and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapter.config import ConfigError, load_config, load_organisations
+from tests.conftest import CONF, ROOT
+
+
+def test_the_example_configuration_is_valid() -> None:
+    config = load_config(CONF / "adapter.toml", environ={})
+    assert config.server.port == 8443
+    assert config.database_url == f"sqlite:///{ROOT / 'var' / 'adapter.db'}"
+    assert config.organisations.by_oin["00000099000000001000"].by_law is True
+    assert config.organisations.find(None, "12345678").oin == "00000099000000002000"  # type: ignore[union-attr]
+
+
+def test_database_url_from_the_environment_overrides_the_file() -> None:
+    url = "postgresql+psycopg://someone@db.internal:5432/adapter"
+    assert load_config(CONF / "adapter.toml", environ={"DATABASE_URL": url}).database_url == url
+
+
+def write(tmp_path: Path, adapter: str, organisations: str | None = None) -> Path:
+    conf = tmp_path / "conf"
+    conf.mkdir(exist_ok=True)
+    (conf / "organisations.toml").write_text(
+        organisations if organisations is not None else (CONF / "organisations.toml").read_text()
+    )
+    (conf / "adapter.toml").write_text(adapter)
+    return conf / "adapter.toml"
+
+
+BASE = (CONF / "adapter.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "reason"),
+    [
+        ('listen = "127.0.0.1:8443"', 'listen = "8443"', "server.listen", "must be HOST:PORT"),
+        (
+            'public_url = "https://127.0.0.1:8443"',
+            'public_url = "http://x"',
+            "server.public_url",
+            "must be an https:// URL",
+        ),
+        ("workers = 2", "workers = 0", "server.workers", "must be greater than 0"),
+        ("workers = 2", 'workers = "two"', "server.workers", "must be a int, not 'two'"),
+        (
+            'url = "sqlite:///var/adapter.db"',
+            'url = "mysql://x/y"',
+            "database.url",
+            "only sqlite and postgresql are supported",
+        ),
+        (
+            'algorithm = "ecdsa-sha256"',
+            'algorithm = "rsa-sha1"',
+            "receipts.algorithm",
+            "must be one of",
+        ),
+        (
+            'receiver_oin = "00000004003214345001"',
+            'receiver_oin = "123"',
+            "receipts.receiver_oin",
+            "must be a 20-digit OIN",
+        ),
+        (
+            "max_klanten = 250",
+            "max_klanten = 250\nmax_klanen = 3",
+            "limits.max_klanen",
+            "unknown key",
+        ),
+    ],
+)
+def test_a_bad_adapter_value_names_file_key_and_reason(
+    tmp_path: Path, old: str, new: str, key: str, reason: str
+) -> None:
+    assert old in BASE
+    file = write(tmp_path, BASE.replace(old, new))
+    with pytest.raises(ConfigError) as caught:
+        load_config(file, environ={})
+    assert caught.value.file == str(file)
+    assert caught.value.key == key
+    assert caught.value.reason.startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("organisations", "key", "reason"),
+    [
+        ('[[organisation]]\nname = "X"', "organisation[0].oin", "is required"),
+        (
+            '[[organisation]]\noin = "1234"\nname = "X"',
+            "organisation[0].oin",
+            "must be a 20-digit OIN",
+        ),
+        (
+            '[[organisation]]\noin = "00000099000000002000"\nname = "X"\nservices = ["Fax"]',
+            "organisation[0].services",
+            "'Fax' is not one of",
+        ),
+        (
+            '[[organisation]]\noin = "00000099000000002000"\nname = "X"\nwus_profile = "2W-be-SE"',
+            "organisation[0].wus_profile",
+            "must be one of",
+        ),
+        (
+            '[[organisation]]\noin = "00000099000000002000"\nname = "X"\n'
+            '[[organisation]]\noin = "00000099000000002000"\nname = "Y"',
+            "organisation[1].oin",
+            "00000099000000002000 is listed twice",
+        ),
+        (
+            '[[organisation]]\noin = "00000099000000002000"\nname = "X"\n'
+            'bericht_types = ["TOOLONGCODE"]',
+            "organisation[0].bericht_types",
+            "'TOOLONGCODE' is not 1-8 characters",
+        ),
+        (
+            '[[organisation]]\noin = "00000099000000002000"\nnaam = "X"',
+            "organisation[0].name",
+            "is required",
+        ),
+        ("[organisatie]", "organisatie", "unknown key"),
+    ],
+)
+def test_a_bad_organisation_names_file_key_and_reason(
+    tmp_path: Path, organisations: str, key: str, reason: str
+) -> None:
+    file = tmp_path / "organisations.toml"
+    file.write_text(organisations)
+    with pytest.raises(ConfigError) as caught:
+        load_organisations(file)
+    assert (caught.value.file, caught.value.key) == (str(file), key)
+    assert caught.value.reason.startswith(reason)
+
+
+def test_toml_syntax_errors_name_the_file(tmp_path: Path) -> None:
+    file = write(tmp_path, "[server\nlisten = 1")
+    with pytest.raises(ConfigError, match=r"adapter\.toml: -: not valid TOML"):
+        load_config(file, environ={})
