@@ -26,6 +26,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _config(args)
     check_files(config)
+    openssl_conf = config.tls.openssl_conf
+    if openssl_conf is not None and os.environ.get("OPENSSL_CONF") != str(openssl_conf):
+        # OpenSSL reads its configuration once, when the ssl module loads: start afresh with it.
+        os.execve(  # noqa: S606 - re-executing ourselves with a fixed argv, no shell
+            sys.executable,
+            [sys.executable, "-m", "adapter.cli", *sys.argv[1:]],
+            {**os.environ, "OPENSSL_CONF": str(openssl_conf)},
+        )
     serve(config)
     return 0
 

@@ -82,6 +82,7 @@ class TlsConfig:
     trust_anchors: Path
     intermediates: Path
     crl: Path | None
+    openssl_conf: Path | None
 
 
 @dataclass(frozen=True)
@@ -303,12 +304,14 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
 
     tls = _Section(file, "tls", top.get("tls", dict))
     crl = tls.get("crl", str, "")
+    openssl_conf = tls.get("openssl_conf", str, "conf/openssl-tls.cnf")
     tls_config = TlsConfig(
         certificate=path(tls, "certificate"),
         private_key=path(tls, "private_key"),
         trust_anchors=path(tls, "trust_anchors"),
         intermediates=path(tls, "intermediates"),
         crl=base_dir / crl if crl else None,
+        openssl_conf=base_dir / openssl_conf if openssl_conf else None,
     )
     tls.finish()
 
@@ -354,6 +357,7 @@ def check_files(config: Config) -> None:
         ("tls.trust_anchors", config.tls.trust_anchors),
         ("tls.intermediates", config.tls.intermediates),
         ("tls.crl", config.tls.crl),
+        ("tls.openssl_conf", config.tls.openssl_conf),
         ("receipts.certificate", config.receipts.certificate),
         ("receipts.private_key", config.receipts.private_key),
     ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
 
 import pytest
 import requests
@@ -356,3 +357,44 @@ def test_a_client_without_certificate_gets_no_answer(server: Server, pki: Pki) -
             verify=str(pki.root),
             timeout=10,
         )
+
+
+@pytest.mark.parametrize(
+    ("args", "accepted"),
+    [
+        (["-tls1_3", "-groups", "ffdhe2048:ffdhe3072"], False),
+        (["-tls1_2", "-cipher", "DHE-RSA-AES256-GCM-SHA384"], False),
+        (["-tls1_1"], False),
+        (["-tls1_3", "-groups", "X25519"], True),
+        (["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"], True),
+    ],
+    ids=["tls13-ffdhe-only", "tls12-dhe-only", "tls11", "tls13-x25519", "tls12-ecdhe-aead"],
+)
+def test_only_ncsc_approved_key_exchange_and_versions_are_negotiated(
+    server: Server, pki: Pki, args: list[str], accepted: bool
+) -> None:
+    client = pki.clients[GEMEENTE]
+    port = server.url.rsplit(":", 1)[1]
+    # openssl s_client is the outside view: it can offer what Python's ssl module cannot.
+    done = subprocess.run(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{port}",
+            "-CAfile",
+            str(pki.root),
+            "-cert",
+            str(client.certificate),
+            "-key",
+            str(client.key),
+            "-brief",
+            *args,
+        ],
+        input=b"Q\n",
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert (b"Verification: OK" in output and b"Protocol version" in output) is accepted, output

@@ -14,7 +14,7 @@ from stdnum.nl import bsn as bsn_number
 
 from adapter.config import Organisation
 from adapter.errors import InvalidRequest
-from adapter.soap.wus import Call, Operation, WusService
+from adapter.soap.wus import Call, Operation, WusService, message_detail
 from adapter.store.accounts import may_receive
 
 SVC = "http://schemas.rdw.nl/GEB/BerichtenboxValidatieService/2009/01"
@@ -117,8 +117,8 @@ SERVICE = WusService(
             response_action=RESPONSE_ACTION,
             schema="BerichtenboxValidatieService.xsd",
             handler=handle,
+            fault_actions=FAULT_ACTIONS,
         ),
     ),
-    fault_namespace=SHR,
-    fault_actions=FAULT_ACTIONS,
+    fault_detail=message_detail(SHR),
 )

@@ -93,18 +93,12 @@ def build_response(payload: etree._Element, headers: Sequence[etree._Element] = 
 def build_fault(
     fault: SoapFault,
     headers: Sequence[etree._Element] = (),
-    detail_namespace: str | None = None,
+    detail: etree._Element | None = None,
 ) -> bytes:
-    """A SOAP 1.1 Fault; the detail element is put in `detail_namespace` when it has one."""
+    """A SOAP 1.1 Fault with the service's own detail element, if it has one for this fault."""
     element = etree.Element(f"{_ENV}Fault")
     etree.SubElement(element, "faultcode").text = f"s:{fault.faultcode}"
     etree.SubElement(element, "faultstring").text = fault.faultstring
-    if fault.detail_element and detail_namespace:
-        detail = etree.SubElement(element, "detail")
-        holder = etree.SubElement(
-            detail, f"{{{detail_namespace}}}{fault.detail_element}", nsmap={None: detail_namespace}
-        )
-        etree.SubElement(holder, f"{{{detail_namespace}}}Message").text = (
-            fault.message or fault.faultstring
-        )
+    if detail is not None:
+        etree.SubElement(element, "detail").append(detail)
     return _envelope(headers, element)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from lxml import etree
 from sqlalchemy.orm import Session
 
 from adapter.config import Config
+from adapter.errors import SoapFault
 from adapter.party import Party
 
 
@@ -22,6 +23,25 @@ class Call:
     config: Config
 
 
+# Builds the <detail> content of a fault from the fault and the request's message reference.
+FaultDetail = Callable[[SoapFault, str | None], etree._Element | None]
+
+
+def message_detail(namespace: str) -> FaultDetail:
+    """The Logius shape: ApplicationFault or DependentServiceFault holding one Message."""
+
+    def detail(fault: SoapFault, _message_ref: str | None) -> etree._Element | None:
+        if fault.detail_element is None:
+            return None
+        holder = etree.Element(f"{{{namespace}}}{fault.detail_element}", nsmap={None: namespace})
+        etree.SubElement(holder, f"{{{namespace}}}Message").text = (
+            fault.message or fault.faultstring
+        )
+        return holder
+
+    return detail
+
+
 @dataclass(frozen=True)
 class Operation:
     name: str
@@ -30,6 +50,9 @@ class Operation:
     response_action: str
     schema: str  # file in xsd/ the payload is validated against
     handler: Callable[[Call], etree._Element]
+    fault_actions: Mapping[str, str] = field(default_factory=dict)  # detail element -> wsa:Action
+    # The sender's own reference inside the payload (StUF referentienummer), when WS-A has none.
+    message_ref: Callable[[etree._Element], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -40,8 +63,9 @@ class WusService:
     path: str  # where it is served, e.g. /abonnementen
     wsdl: str  # file in wsdl/
     operations: tuple[Operation, ...]
-    fault_namespace: str  # namespace of the ApplicationFault/DependentServiceFault details
-    fault_actions: dict[str, str]  # detail element -> wsa:Action of that fault
+    fault_detail: FaultDetail
+    # Accept any SOAPAction: StUF senders are routed on the Body, and their actions vary.
+    any_soap_action: bool = False
 
     def operation_for(self, payload: etree._Element) -> Operation | None:
         return next((op for op in self.operations if op.request_element == payload.tag), None)

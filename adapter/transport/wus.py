@@ -73,6 +73,7 @@ class _Progress:
     body_hash: str = ""
     operation: Operation | None = None
     addressing: Addressing | None = None
+    message_ref: str | None = None
 
 
 class WusEndpoint:
@@ -110,12 +111,16 @@ class WusEndpoint:
         check_understood(envelope, UNDERSTOOD_HEADERS)
         operation = self._operation(envelope, environ.get("HTTP_SOAPACTION"))
         progress.operation = operation
+        if operation.message_ref is not None:
+            progress.message_ref = operation.message_ref(envelope.payload)
         progress.addressing = check_addressing(
             read_addressing(envelope.headers),
             required=party.organisation.requires_addressing,
             expected_action=operation.action,
             receiver_oin=self.config.receipts.receiver_oin,
         )
+        if progress.addressing is not None:
+            progress.message_ref = progress.addressing.message_id
         if self.service.name not in party.organisation.services:
             raise ServiceNotGranted(
                 f"{party.organisation.name} is niet aangesloten op {self.service.name}"
@@ -150,6 +155,8 @@ class WusEndpoint:
         if soap_action.startswith('"') and soap_action.endswith('"') and len(soap_action) >= 2:
             soap_action = soap_action[1:-1]
         # WS002: on the wire either "" or exactly the operation's action.
+        if self.service.any_soap_action:
+            return operation
         if soap_action_header is None or soap_action not in ("", operation.action):
             raise InvalidSoapAction(
                 f"SOAPAction {soap_action_header!r} hoort niet bij {operation.name}"
@@ -164,7 +171,7 @@ class WusEndpoint:
             receiver_oin=self.config.receipts.receiver_oin,
             sender_oin=progress.party.oin,
             received_at=progress.received_at,
-            message_ref=progress.addressing.message_id if progress.addressing else None,
+            message_ref=progress.message_ref,
             service=self.service.name,
             operation=progress.operation.name if progress.operation else "onbekend",
             body_hash=progress.body_hash or raw_hash(b""),
@@ -175,10 +182,11 @@ class WusEndpoint:
         oin = progress.party.oin if progress.party else "-"
         log.info("request %s: refused for %s: %s", progress.request_id, oin, fault.reason)
         headers: list[etree._Element] = []
-        if progress.addressing is not None and fault.detail_element in self.service.fault_actions:
-            headers = reply_headers(
-                progress.addressing, self.service.fault_actions[fault.detail_element]
-            )
+        operation = progress.operation
+        if progress.addressing is not None and operation is not None:
+            action = operation.fault_actions.get(fault.detail_element or "")
+            if action is not None:
+                headers = reply_headers(progress.addressing, action)
         if progress.party is not None and fault.receipted:
             receipt = self._receipt(progress, Outcome.reject(fault.receipt_code, fault.reason))
             signed = self.signer.sign(receipt)
@@ -194,7 +202,8 @@ class WusEndpoint:
                 )
             headers.append(signed)
         extra = (("Connection", "close"),) if isinstance(fault, RequestTooLarge) else ()
-        body = build_fault(fault, headers, self.service.fault_namespace)
+        detail = self.service.fault_detail(fault, progress.message_ref)
+        body = build_fault(fault, headers, detail)
         return HttpResult("500 Internal Server Error", body, extra)
 
 
