@@ -106,3 +106,28 @@ class ServiceUnavailable(SoapFault):
 
 class RequestTooLarge(InvalidEnvelope):
     """Refused by size before a byte of it is parsed."""
+
+
+# Lopende Zaken refusal codes; the same list documents the ApplicationFault in
+# xsd/lopende-zaken.xsd, and StUF Fo01 uses them as its foutcode.
+ZAAK_CODES = {
+    "LZ001": "Verplicht gegeven ontbreekt of is ongeldig",
+    "LZ002": "BSN voldoet niet aan de elfproef",
+    "LZ003": "Verwijzing is geen https-URL",
+    "LZ004": "Zaak onbekend",
+    "LZ005": "Zaak is afgesloten",
+    "LZ006": "Einddatum ligt voor de startdatum",
+    "LZ007": "Zender of ontvanger onbekend",
+    "LZ008": "Datum of tijdstip ongeldig",
+    "LZ009": "Initiator wijkt af van de bestaande zaak",
+}
+
+
+class ZaakRefused(SoapFault):
+    """A Lopende Zaken rule refused the request; `code` is one of ZAAK_CODES."""
+
+    detail_element = "ApplicationFault"
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code, self.text = code, ZAAK_CODES[code]
+        super().__init__(message)

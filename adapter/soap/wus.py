@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from lxml import etree
 from sqlalchemy.orm import Session
@@ -21,6 +22,7 @@ class Call:
     payload: etree._Element
     session: Session
     config: Config
+    received_at: datetime
 
 
 # Builds the <detail> content of a fault from the fault and the request's message reference.

@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; SQLite would otherwise hand back naive values."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: the store keeps moments in UTC only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment: datetime = value
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
-    pass
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime}
 
 
 class Account(Base):
@@ -20,7 +53,7 @@ class Account(Base):
     bsn: Mapped[str] = mapped_column(String(9), primary_key=True)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False)
     email: Mapped[str | None] = mapped_column(String(254))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(nullable=False)
 
 
 class Subscription(Base):
@@ -32,7 +65,7 @@ class Subscription(Base):
         String(9), ForeignKey("accounts.bsn", ondelete="CASCADE"), primary_key=True
     )
     oin: Mapped[str] = mapped_column(String(20), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(nullable=False)
 
 
 class StoredReceipt(Base):
@@ -44,7 +77,7 @@ class StoredReceipt(Base):
     request_id: Mapped[str] = mapped_column(String(64), nullable=False)
     sender_oin: Mapped[str] = mapped_column(String(20), nullable=False)
     receiver_oin: Mapped[str] = mapped_column(String(20), nullable=False)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(nullable=False)
     message_ref: Mapped[str | None] = mapped_column(String(255))
     service: Mapped[str] = mapped_column(String(64), nullable=False)
     operation: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -56,3 +89,69 @@ class StoredReceipt(Base):
         Index("ix_receipts_sender_received", "sender_oin", "received_at"),
         Index("ix_receipts_request_id", "request_id"),
     )
+
+
+class Zaak(Base):
+    """A citizen's zaak as one organisation reports it; identificatie is unique per OIN."""
+
+    __tablename__ = "zaken"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    oin: Mapped[str] = mapped_column(String(20), nullable=False)
+    identificatie: Mapped[str] = mapped_column(String(40), nullable=False)
+    omschrijving: Mapped[str] = mapped_column(String(80), nullable=False)
+    toelichting: Mapped[str | None] = mapped_column(Text)
+    zaaktype_code: Mapped[str | None] = mapped_column(String(20))
+    zaaktype_omschrijving: Mapped[str | None] = mapped_column(String(80))
+    startdatum: Mapped[date] = mapped_column(Date, nullable=False)
+    einddatum_gepland: Mapped[date | None] = mapped_column(Date)
+    einddatum: Mapped[date | None] = mapped_column(Date)
+    resultaat: Mapped[str | None] = mapped_column(String(80))
+    verwijzing: Mapped[str | None] = mapped_column(String(2000))
+    initiator_bsn: Mapped[str] = mapped_column(String(9), nullable=False)
+    # The current status: the one with the latest datumStatusGezet, denormalised for overviews.
+    status_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("oin", "identificatie", name="uq_zaken_oin_identificatie"),
+        Index("ix_zaken_bsn_oin", "initiator_bsn", "oin"),
+    )
+
+
+class ZaakStatus(Base):
+    """One reported status; append-only, so the history stays as it was received."""
+
+    __tablename__ = "zaak_statussen"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    zaak_id: Mapped[int] = mapped_column(ForeignKey("zaken.id", ondelete="CASCADE"), nullable=False)
+    code: Mapped[str | None] = mapped_column(String(20))
+    omschrijving: Mapped[str] = mapped_column(String(80), nullable=False)
+    datum_status_gezet: Mapped[datetime] = mapped_column(nullable=False)
+    received_at: Mapped[datetime] = mapped_column(nullable=False)
+
+    __table_args__ = (
+        # The same status sent twice is one status (idempotent delivery).
+        UniqueConstraint(
+            "zaak_id", "datum_status_gezet", "omschrijving", name="uq_zaak_statussen_same"
+        ),
+    )
+
+
+class Notification(Base):
+    """A message to a citizen that is still to be sent (or was), e.g. a new zaak status."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bsn: Mapped[str] = mapped_column(String(9), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    zaak_status_id: Mapped[int | None] = mapped_column(
+        ForeignKey("zaak_statussen.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime] = mapped_column(nullable=False)
+    sent_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (Index("ix_notifications_unsent", "sent_at", "created_at"),)

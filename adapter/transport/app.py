@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 from adapter.berichtenbox import abonnementen
 from adapter.config import Config
+from adapter.lopende_zaken import wus as lopende_zaken
 from adapter.receipts import ReceiptSigner
 from adapter.soap.contract import PublishedContract
 from adapter.soap.schema import SchemaSet
@@ -21,7 +22,7 @@ from adapter.soap.wus import WusService
 from adapter.store.db import Database
 from adapter.transport.wus import HttpResult, WusEndpoint
 
-WUS_SERVICES: tuple[WusService, ...] = (abonnementen.SERVICE,)
+WUS_SERVICES: tuple[WusService, ...] = (abonnementen.SERVICE, lopende_zaken.SERVICE)
 
 StartResponse = Callable[..., Any]
 

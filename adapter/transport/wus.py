@@ -128,7 +128,9 @@ class WusEndpoint:
         self.schemas.validate(envelope.payload, operation.schema)
         try:
             with self.database.transaction() as session:
-                payload = operation.handler(Call(party, envelope.payload, session, self.config))
+                payload = operation.handler(
+                    Call(party, envelope.payload, session, self.config, progress.received_at)
+                )
                 receipt = self._receipt(progress, Outcome.accept())
                 signed = self.signer.sign(receipt)
                 save_receipt(session, receipt, signed)

@@ -1,0 +1,210 @@
+"""Lopende Zaken over our WUS service: zeep over real mutual TLS, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+import requests
+from zeep import Client
+from zeep.exceptions import Fault
+from zeep.plugins import HistoryPlugin
+from zeep.transports import Transport
+
+from adapter.receipts import verify
+from tests.conftest import BELASTINGDIENST, GEMEENTE, STRIKT, Pki, Server
+from tests.soap_helpers import verify_with_libxmlsec
+
+BSN = "999993653"
+ZAAK_TABLES = ("zaken", "zaak_statussen", "notifications")
+
+
+def client_for(server: Server, pki: Pki, oin: str) -> tuple[Client, HistoryPlugin]:
+    session = requests.Session()
+    session.cert = pki.clients[oin].pair
+    session.verify = str(pki.root)
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would override session.verify
+    history = HistoryPlugin()
+    return Client(
+        f"{server.url}/lopende-zaken?wsdl", transport=Transport(session=session), plugins=[history]
+    ), history
+
+
+@pytest.fixture(scope="module")
+def gemeente(server: Server, pki: Pki) -> Client:
+    return client_for(server, pki, GEMEENTE)[0]
+
+
+def zaak(identificatie: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "identificatie": identificatie,
+        "omschrijving": "Aanvraag omgevingsvergunning",
+        "toelichting": "Verbouwing Dorpsstraat 1",
+        "zaaktype": {"code": "B1210", "omschrijving": "Omgevingsvergunning"},
+        "startdatum": date(2026, 1, 10),
+        "einddatumGepland": date(2026, 3, 1),
+        "verwijzing": f"https://zaken.voorbeeldstad.example/zaak/{identificatie}",
+        "initiator": {"bsn": BSN},
+        **extra,
+    }
+
+
+def status(omschrijving: str, moment: str) -> dict[str, Any]:
+    return {"omschrijving": omschrijving, "datumStatusGezet": datetime.fromisoformat(moment)}
+
+
+def opgevraagd(client: Client, identificatie: str) -> Any:
+    return next(
+        z for z in client.service.ZakenOpvragen(bsn=BSN) if z.identificatie == identificatie
+    )
+
+
+def table_counts(server: Server) -> dict[str, int]:
+    return {table: server.count(table) for table in ZAAK_TABLES}
+
+
+def test_a_zaak_is_created_with_its_first_status_and_a_notification(
+    gemeente: Client, server: Server
+) -> None:
+    before = server.count("notifications", f"bsn = '{BSN}'")
+    answer = gemeente.service.ZaakAanleveren(
+        zaak=zaak("Z-1", status=status("Aanvraag ontvangen", "2026-01-10T09:30:00"))
+    )
+    assert (answer.identificatie, answer.resultaat) == ("Z-1", "Aangemaakt")
+    stored = opgevraagd(gemeente, "Z-1")
+    assert stored.status.omschrijving == "Aanvraag ontvangen"
+    # No offset means Dutch local time: 09:30 in January is 08:30 UTC.
+    assert stored.status.datumStatusGezet == datetime(2026, 1, 10, 8, 30, tzinfo=UTC)
+    assert stored.zaaktype.code == "B1210"
+    assert server.count("notifications", f"bsn = '{BSN}'") == before + 1
+
+
+def test_statuses_in_and_out_of_order_keep_history_and_the_latest_current(
+    gemeente: Client, server: Server
+) -> None:
+    gemeente.service.ZaakAanleveren(
+        zaak=zaak("Z-2", status=status("Ontvangen", "2026-01-10T09:00:00"))
+    )
+    newer = gemeente.service.StatusAanleveren(
+        identificatie="Z-2", status=status("In behandeling", "2026-01-20T10:00:00")
+    )
+    assert newer.resultaat == "StatusToegevoegd"
+    notifications = server.count("notifications")
+    older = gemeente.service.StatusAanleveren(
+        identificatie="Z-2", status=status("Aanvullende stukken", "2026-01-15T10:00:00")
+    )
+    assert older.resultaat == "StatusOuderDanHuidige"
+    assert (
+        server.count("notifications") == notifications
+    )  # a status that is not current is not news
+    stored = opgevraagd(gemeente, "Z-2")
+    assert stored.status.omschrijving == "In behandeling"
+    assert [s.omschrijving for s in stored.statushistorie.status] == [
+        "Ontvangen",
+        "In behandeling",
+        "Aanvullende stukken",
+    ]
+
+
+def test_the_same_status_twice_is_stored_once(gemeente: Client, server: Server) -> None:
+    gemeente.service.ZaakAanleveren(zaak=zaak("Z-3"))
+    first = gemeente.service.StatusAanleveren(
+        identificatie="Z-3", status=status("Besluit genomen", "2026-02-01T12:00:00")
+    )
+    before = table_counts(server)
+    again = gemeente.service.StatusAanleveren(
+        identificatie="Z-3", status=status("Besluit genomen", "2026-02-01T12:00:00")
+    )
+    assert (first.resultaat, again.resultaat) == ("StatusToegevoegd", "StatusAlBekend")
+    assert table_counts(server) == before
+
+
+def test_a_closed_zaak_stays_visible_and_takes_no_new_status(
+    gemeente: Client, server: Server
+) -> None:
+    gemeente.service.ZaakAanleveren(
+        zaak=zaak("Z-4", status=status("Ontvangen", "2026-01-10T09:00:00"))
+    )
+    closed = gemeente.service.ZaakAfsluiten(
+        identificatie="Z-4", einddatum=date(2026, 2, 10), resultaat="Verleend"
+    )
+    assert closed.resultaat == "Afgesloten"
+    assert (
+        gemeente.service.ZaakAfsluiten(identificatie="Z-4", einddatum=date(2026, 2, 10)).resultaat
+        == "Afgesloten"
+    )
+    stored = opgevraagd(gemeente, "Z-4")
+    assert (stored.einddatum, stored.resultaat) == (date(2026, 2, 10), "Verleend")
+    resent = gemeente.service.StatusAanleveren(
+        identificatie="Z-4", status=status("Ontvangen", "2026-01-10T09:00:00")
+    )
+    assert resent.resultaat == "StatusAlBekend"
+    with pytest.raises(Fault) as refused:
+        gemeente.service.StatusAanleveren(
+            identificatie="Z-4", status=status("Heropend", "2026-03-01T09:00:00")
+        )
+    assert refused.value.message == "LZ005 Zaak is afgesloten"
+
+
+def test_another_organisation_can_neither_see_nor_change_a_zaak(
+    gemeente: Client, server: Server, pki: Pki
+) -> None:
+    gemeente.service.ZaakAanleveren(zaak=zaak("Z-5"))
+    other, _ = client_for(server, pki, STRIKT)
+    assert other.service.ZakenOpvragen(bsn=BSN) == []
+    before = table_counts(server)
+    with pytest.raises(Fault) as refused:
+        other.service.StatusAanleveren(
+            identificatie="Z-5", status=status("Gekaapt", "2026-01-11T09:00:00")
+        )
+    assert refused.value.message == "LZ004 Zaak onbekend"
+    assert table_counts(server) == before
+
+
+def test_a_response_carries_a_receipt_that_verifies(server: Server, pki: Pki) -> None:
+    client, history = client_for(server, pki, GEMEENTE)
+    client.service.ZaakAanleveren(zaak=zaak("Z-6"))
+    response = history.last_received["envelope"]
+    verify_with_libxmlsec(response, pki.root)
+    receipt = verify(response, pki.root).receipt
+    assert (receipt.service, receipt.operation, receipt.outcome.accepted) == (
+        "LopendeZaken",
+        "ZaakAanleveren",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "faultstring", "code"),
+    [
+        ({"identificatie": ""}, "0004 Niet conform xsd", "LZ001"),
+        ({"verwijzing": "http://zaken.example/1"}, "LZ003 Verwijzing is geen https-URL", "LZ003"),
+        ({"initiator": {"bsn": "123456789"}}, "LZ002 BSN voldoet niet aan de elfproef", "LZ002"),
+        ({"einddatum": date(2025, 12, 31)}, "LZ006 Einddatum ligt voor de startdatum", "LZ006"),
+    ],
+    ids=["missing-identificatie", "http-verwijzing", "bad-bsn", "einddatum-before-start"],
+)
+def test_bad_input_gets_its_code_and_nothing_is_stored(
+    server: Server, pki: Pki, change: dict[str, Any], faultstring: str, code: str
+) -> None:
+    client, history = client_for(server, pki, GEMEENTE)
+    before, refusals = table_counts(server), server.count("receipts", "outcome = 'Geweigerd'")
+    with pytest.raises(Fault) as refused:
+        client.service.ZaakAanleveren(
+            zaak={**zaak("Z-BAD", status=status("Ontvangen", "2026-01-10T09:00:00")), **change}
+        )
+    assert refused.value.message == faultstring
+    assert refused.value.detail.find("{*}ApplicationFault/{*}Code").text == code
+    verify_with_libxmlsec(history.last_received["envelope"], pki.root)
+    assert table_counts(server) == before
+    assert server.count("receipts", "outcome = 'Geweigerd'") == refusals + 1
+
+
+def test_an_organisation_without_the_lopende_zaken_grant_is_refused(
+    server: Server, pki: Pki
+) -> None:
+    client, _ = client_for(server, pki, BELASTINGDIENST)
+    with pytest.raises(Fault) as refused:
+        client.service.ZakenOpvragen(bsn=BSN)
+    assert refused.value.message == "0002 Niet geautoriseerd"
