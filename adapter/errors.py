@@ -120,6 +120,7 @@ ZAAK_CODES = {
     "LZ007": "Zender of ontvanger onbekend",
     "LZ008": "Datum of tijdstip ongeldig",
     "LZ009": "Initiator wijkt af van de bestaande zaak",
+    "LZ010": "StUF-mutatie wordt niet ondersteund",
 }
 
 

@@ -120,6 +120,9 @@ class RunningServer:
     database_url: str
     log: Path
 
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
 
 @contextmanager
 def running_server(directory: Path, files: PkiFiles, database_url: str) -> Iterator[RunningServer]:

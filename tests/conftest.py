@@ -43,6 +43,7 @@ GEMEENTE = "00000099000000002000"  # subscribed-to by 999993653 in accounts.exam
 BELASTINGDIENST = "00000099000000001000"  # by_law
 STRIKT = "00000099000000003000"  # requires WS-Addressing (2W-be)
 UNKNOWN_OIN = "00000099000000009000"  # a valid OIN that is not in organisations.toml
+ZAAK_TABLES = ("zaken", "zaak_statussen", "notifications")  # Lopende Zaken business rows
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,9 @@ class Server:
         with self.engine.connect() as conn:
             query = text(f"SELECT count(*) FROM {table} WHERE {where}")  # noqa: S608 - test literals
             return int(conn.execute(query).scalar_one())
+
+    def counts(self, *tables: str) -> dict[str, int]:
+        return {table: self.count(table) for table in tables}
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:

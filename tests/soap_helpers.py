@@ -7,6 +7,9 @@ from pathlib import Path
 import requests
 import xmlsec
 from lxml import etree
+from zeep import Client
+from zeep.plugins import HistoryPlugin
+from zeep.transports import Transport
 
 from adapter.berichtenbox.abonnementen import ACTION, SHR, SVC, TYP
 from adapter.receipts.model import NS as RECEIPT_NS
@@ -56,6 +59,17 @@ def post(
     if soap_action is not None:
         headers["SOAPAction"] = soap_action
     return requests.post(url, data=body, headers=headers, cert=cert, verify=str(root), timeout=30)
+
+
+def zeep_client(wsdl_url: str, cert: tuple[str, str], root: Path) -> tuple[Client, HistoryPlugin]:
+    """A zeep client over mutual TLS that keeps the last envelopes sent and received."""
+    session = requests.Session()
+    session.cert = cert
+    session.verify = str(root)
+    # REQUESTS_CA_BUNDLE in the environment would otherwise override session.verify.
+    session.trust_env = False
+    history = HistoryPlugin()
+    return Client(wsdl_url, transport=Transport(session=session), plugins=[history]), history
 
 
 def fault_of(response: requests.Response) -> tuple[str, str, str | None]:

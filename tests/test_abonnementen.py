@@ -11,11 +11,11 @@ import requests
 from lxml import etree
 from zeep import Client
 from zeep.plugins import HistoryPlugin
-from zeep.transports import Transport
 
 from adapter.berichtenbox.abonnementen import RESPONSE_ACTION, SVC
 from adapter.receipts import verify
 from adapter.soap.addressing import WSA
+from tests import soap_helpers
 from tests.conftest import BELASTINGDIENST, GEMEENTE, STRIKT, Pki, Server
 from tests.soap_helpers import (
     SOAP,
@@ -36,16 +36,9 @@ NO_ACCOUNT = "100000009"  # passes the elfproef, has no account
 
 
 def zeep_client(server: Server, pki: Pki, oin: str) -> tuple[Client, HistoryPlugin]:
-    session = requests.Session()
-    session.cert = pki.clients[oin].pair
-    session.verify = str(pki.root)
-    # REQUESTS_CA_BUNDLE in the environment would otherwise override session.verify.
-    session.trust_env = False
-    history = HistoryPlugin()
-    client = Client(
-        f"{server.url}/abonnementen?wsdl", transport=Transport(session=session), plugins=[history]
+    return soap_helpers.zeep_client(
+        f"{server.url}/abonnementen?wsdl", pki.clients[oin].pair, pki.root
     )
-    return client, history
 
 
 def ask(
@@ -174,10 +167,6 @@ def test_wsdl_address_ignores_the_host_header(server: Server, pki: Pki) -> None:
 BUSINESS_TABLES = ("accounts", "subscriptions")
 
 
-def business_rows(server: Server) -> dict[str, int]:
-    return {table: server.count(table) for table in BUSINESS_TABLES}
-
-
 def refused(
     server: Server,
     pki: Pki,
@@ -186,13 +175,16 @@ def refused(
     oin: str = GEMEENTE,
     soap_action: str | None = None,
 ) -> tuple[tuple[str, str, str | None], etree._Element]:
-    before, receipts = business_rows(server), server.count("receipts", "outcome = 'Geweigerd'")
+    before, receipts = (
+        server.counts(*BUSINESS_TABLES),
+        server.count("receipts", "outcome = 'Geweigerd'"),
+    )
     kwargs = {} if soap_action is None else {"soap_action": soap_action}
     response = post(f"{server.url}/abonnementen", body, pki.clients[oin].pair, pki.root, **kwargs)
     assert response.status_code == 500
     document = etree.fromstring(response.content)
     verify_with_libxmlsec(document, pki.root)
-    assert business_rows(server) == before
+    assert server.counts(*BUSINESS_TABLES) == before
     assert server.count("receipts", "outcome = 'Geweigerd'") == receipts + 1
     return fault_of(response), document
 

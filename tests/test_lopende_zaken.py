@@ -6,29 +6,19 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-import requests
 from zeep import Client
 from zeep.exceptions import Fault
 from zeep.plugins import HistoryPlugin
-from zeep.transports import Transport
 
 from adapter.receipts import verify
-from tests.conftest import BELASTINGDIENST, GEMEENTE, STRIKT, Pki, Server
-from tests.soap_helpers import verify_with_libxmlsec
+from tests.conftest import BELASTINGDIENST, GEMEENTE, STRIKT, ZAAK_TABLES, Pki, Server
+from tests.soap_helpers import verify_with_libxmlsec, zeep_client
 
 BSN = "999993653"
-ZAAK_TABLES = ("zaken", "zaak_statussen", "notifications")
 
 
 def client_for(server: Server, pki: Pki, oin: str) -> tuple[Client, HistoryPlugin]:
-    session = requests.Session()
-    session.cert = pki.clients[oin].pair
-    session.verify = str(pki.root)
-    session.trust_env = False  # REQUESTS_CA_BUNDLE would override session.verify
-    history = HistoryPlugin()
-    return Client(
-        f"{server.url}/lopende-zaken?wsdl", transport=Transport(session=session), plugins=[history]
-    ), history
+    return zeep_client(f"{server.url}/lopende-zaken?wsdl", pki.clients[oin].pair, pki.root)
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +48,6 @@ def opgevraagd(client: Client, identificatie: str) -> Any:
     return next(
         z for z in client.service.ZakenOpvragen(bsn=BSN) if z.identificatie == identificatie
     )
-
-
-def table_counts(server: Server) -> dict[str, int]:
-    return {table: server.count(table) for table in ZAAK_TABLES}
 
 
 def test_a_zaak_is_created_with_its_first_status_and_a_notification(
@@ -112,12 +98,12 @@ def test_the_same_status_twice_is_stored_once(gemeente: Client, server: Server) 
     first = gemeente.service.StatusAanleveren(
         identificatie="Z-3", status=status("Besluit genomen", "2026-02-01T12:00:00")
     )
-    before = table_counts(server)
+    before = server.counts(*ZAAK_TABLES)
     again = gemeente.service.StatusAanleveren(
         identificatie="Z-3", status=status("Besluit genomen", "2026-02-01T12:00:00")
     )
     assert (first.resultaat, again.resultaat) == ("StatusToegevoegd", "StatusAlBekend")
-    assert table_counts(server) == before
+    assert server.counts(*ZAAK_TABLES) == before
 
 
 def test_a_closed_zaak_stays_visible_and_takes_no_new_status(
@@ -153,13 +139,13 @@ def test_another_organisation_can_neither_see_nor_change_a_zaak(
     gemeente.service.ZaakAanleveren(zaak=zaak("Z-5"))
     other, _ = client_for(server, pki, STRIKT)
     assert other.service.ZakenOpvragen(bsn=BSN) == []
-    before = table_counts(server)
+    before = server.counts(*ZAAK_TABLES)
     with pytest.raises(Fault) as refused:
         other.service.StatusAanleveren(
             identificatie="Z-5", status=status("Gekaapt", "2026-01-11T09:00:00")
         )
     assert refused.value.message == "LZ004 Zaak onbekend"
-    assert table_counts(server) == before
+    assert server.counts(*ZAAK_TABLES) == before
 
 
 def test_a_response_carries_a_receipt_that_verifies(server: Server, pki: Pki) -> None:
@@ -189,7 +175,10 @@ def test_bad_input_gets_its_code_and_nothing_is_stored(
     server: Server, pki: Pki, change: dict[str, Any], faultstring: str, code: str
 ) -> None:
     client, history = client_for(server, pki, GEMEENTE)
-    before, refusals = table_counts(server), server.count("receipts", "outcome = 'Geweigerd'")
+    before, refusals = (
+        server.counts(*ZAAK_TABLES),
+        server.count("receipts", "outcome = 'Geweigerd'"),
+    )
     with pytest.raises(Fault) as refused:
         client.service.ZaakAanleveren(
             zaak={**zaak("Z-BAD", status=status("Ontvangen", "2026-01-10T09:00:00")), **change}
@@ -197,7 +186,7 @@ def test_bad_input_gets_its_code_and_nothing_is_stored(
     assert refused.value.message == faultstring
     assert refused.value.detail.find("{*}ApplicationFault/{*}Code").text == code
     verify_with_libxmlsec(history.last_received["envelope"], pki.root)
-    assert table_counts(server) == before
+    assert server.counts(*ZAAK_TABLES) == before
     assert server.count("receipts", "outcome = 'Geweigerd'") == refusals + 1
 
 

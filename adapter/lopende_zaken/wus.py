@@ -11,7 +11,7 @@ from lxml import etree
 from adapter.errors import SoapFault, ZaakRefused
 from adapter.lopende_zaken import zaken
 from adapter.lopende_zaken.zaken import Resultaat, StatusMelding, ZaakMelding, ZaakOverzicht
-from adapter.soap.wus import Call, Operation, WusService
+from adapter.soap.wus import Call, FaultContext, Operation, WusService
 from adapter.store.models import ZaakStatus
 
 NS = "urn:mijnoverheid-adapter:lopende-zaken:1"
@@ -170,7 +170,7 @@ def zaken_opvragen(call: Call) -> etree._Element:
     return response
 
 
-def fault_detail(fault: SoapFault, _message_ref: str | None) -> etree._Element | None:
+def fault_detail(fault: SoapFault, _context: FaultContext) -> etree._Element | None:
     """ApplicationFault with a LZ code; a schema failure is LZ001, as the XSD documents."""
     if fault.detail_element is None:
         return None

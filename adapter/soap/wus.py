@@ -25,14 +25,24 @@ class Call:
     received_at: datetime
 
 
-# Builds the <detail> content of a fault from the fault and the request's message reference.
-FaultDetail = Callable[[SoapFault, str | None], etree._Element | None]
+@dataclass(frozen=True)
+class FaultContext:
+    """What a fault's detail may echo of the request it refuses."""
+
+    request_id: str
+    message_ref: str | None  # the sender's message id (WS-A MessageID, StUF referentienummer)
+    sender_oin: str | None
+    receiver_oin: str
+
+
+# Builds the <detail> content of a fault, or None for a fault without detail.
+FaultDetail = Callable[[SoapFault, FaultContext], etree._Element | None]
 
 
 def message_detail(namespace: str) -> FaultDetail:
     """The Logius shape: ApplicationFault or DependentServiceFault holding one Message."""
 
-    def detail(fault: SoapFault, _message_ref: str | None) -> etree._Element | None:
+    def detail(fault: SoapFault, _context: FaultContext) -> etree._Element | None:
         if fault.detail_element is None:
             return None
         holder = etree.Element(f"{{{namespace}}}{fault.detail_element}", nsmap={None: namespace})
@@ -63,7 +73,7 @@ class WusService:
 
     name: str  # the grant in organisations.toml, and Dienst in receipts
     path: str  # where it is served, e.g. /abonnementen
-    wsdl: str  # file in wsdl/
+    wsdl: str | None  # file in wsdl/, served at ?wsdl; None for a service without our WSDL
     operations: tuple[Operation, ...]
     fault_detail: FaultDetail
     # Accept any SOAPAction: StUF senders are routed on the Body, and their actions vary.

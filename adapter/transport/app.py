@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 from adapter.berichtenbox import abonnementen
 from adapter.config import Config
+from adapter.lopende_zaken import stuf as lopende_zaken_stuf
 from adapter.lopende_zaken import wus as lopende_zaken
 from adapter.receipts import ReceiptSigner
 from adapter.soap.contract import PublishedContract
@@ -22,7 +23,11 @@ from adapter.soap.wus import WusService
 from adapter.store.db import Database
 from adapter.transport.wus import HttpResult, WusEndpoint
 
-WUS_SERVICES: tuple[WusService, ...] = (abonnementen.SERVICE, lopende_zaken.SERVICE)
+WUS_SERVICES: tuple[WusService, ...] = (
+    abonnementen.SERVICE,
+    lopende_zaken.SERVICE,
+    lopende_zaken_stuf.SERVICE,
+)
 
 StartResponse = Callable[..., Any]
 
@@ -30,7 +35,7 @@ StartResponse = Callable[..., Any]
 @dataclass(frozen=True)
 class Route:
     endpoint: WusEndpoint
-    contract: PublishedContract
+    contract: PublishedContract | None
 
 
 class AdapterApp:
@@ -50,7 +55,9 @@ class AdapterApp:
                     root / "wsdl" / service.wsdl,
                     root / "xsd",
                     config.server.public_url + service.path,
-                ),
+                )
+                if service.wsdl
+                else None,
             )
             for service in WUS_SERVICES
         }
@@ -62,11 +69,12 @@ class AdapterApp:
             result = _plain("404 Not Found", "onbekend adres\n")
         elif method == "POST":
             result = route.endpoint.handle(environ)
-        elif method in ("GET", "HEAD"):
+        elif method in ("GET", "HEAD") and route.contract is not None:
             result = _contract(route.contract, environ.get("QUERY_STRING", ""))
         else:
+            allowed = "GET, POST" if route.contract is not None else "POST"
             result = HttpResult(
-                "405 Method Not Allowed", b"alleen GET en POST\n", (("Allow", "GET, POST"),)
+                "405 Method Not Allowed", b"niet toegestaan\n", (("Allow", allowed),)
             )
         content_type = next((v for k, v in result.headers if k == "Content-Type"), None)
         headers = [

@@ -45,7 +45,7 @@ from adapter.soap.envelope import (
     raw_hash,
 )
 from adapter.soap.schema import SchemaSet
-from adapter.soap.wus import Call, Operation, WusService
+from adapter.soap.wus import Call, FaultContext, Operation, WusService
 from adapter.store.db import Database
 from adapter.store.receipts import save_receipt
 from adapter.transport.identity import identify
@@ -204,7 +204,13 @@ class WusEndpoint:
                 )
             headers.append(signed)
         extra = (("Connection", "close"),) if isinstance(fault, RequestTooLarge) else ()
-        detail = self.service.fault_detail(fault, progress.message_ref)
+        context = FaultContext(
+            request_id=progress.request_id,
+            message_ref=progress.message_ref,
+            sender_oin=progress.party.oin if progress.party else None,
+            receiver_oin=self.config.receipts.receiver_oin,
+        )
+        detail = self.service.fault_detail(fault, context)
         body = build_fault(fault, headers, detail)
         return HttpResult("500 Internal Server Error", body, extra)
 
