@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from lxml import etree
 from zeep import Client
 from zeep.exceptions import Fault
 from zeep.plugins import HistoryPlugin
 
 from adapter.receipts import verify
 from tests.conftest import BELASTINGDIENST, GEMEENTE, STRIKT, ZAAK_TABLES, Pki, Server
-from tests.soap_helpers import verify_with_libxmlsec, zeep_client
+from tests.soap_helpers import post, verify_with_libxmlsec, zeep_client
 
 BSN = "999993653"
 
@@ -197,3 +200,61 @@ def test_an_organisation_without_the_lopende_zaken_grant_is_refused(
     with pytest.raises(Fault) as refused:
         client.service.ZakenOpvragen(bsn=BSN)
     assert refused.value.message == "0002 Niet geautoriseerd"
+
+
+def raw_status(identificatie: str, omschrijving: str, moment: str) -> bytes:
+    return f"""<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+<StatusAanleveren xmlns="urn:mijnoverheid-adapter:lopende-zaken:1">
+<identificatie>{identificatie}</identificatie>
+<status><omschrijving>{omschrijving}</omschrijving><datumStatusGezet>{moment}</datumStatusGezet></status>
+</StatusAanleveren></s:Body></s:Envelope>""".encode()
+
+
+def raw_zaak(identificatie: str) -> bytes:
+    return f"""<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+<ZaakAanleveren xmlns="urn:mijnoverheid-adapter:lopende-zaken:1"><zaak>
+<identificatie>{identificatie}</identificatie><omschrijving>Bezwaar</omschrijving>
+<startdatum>2026-04-01</startdatum><initiator><bsn>{BSN}</bsn></initiator>
+<status><omschrijving>Ontvangen</omschrijving><datumStatusGezet>2026-04-01T10:00:00</datumStatusGezet></status>
+</zaak></ZaakAanleveren></s:Body></s:Envelope>""".encode()
+
+
+def send_concurrently(server: Server, pki: Pki, body: bytes, times: int = 8) -> list[str]:
+    barrier = threading.Barrier(times)
+
+    def send(_: int) -> str:
+        barrier.wait()
+        response = post(
+            f"{server.url}/lopende-zaken", body, pki.clients[GEMEENTE].pair, pki.root, '""'
+        )
+        assert response.status_code == 200, response.text
+        return etree.fromstring(response.content).findtext(".//{*}resultaat") or ""
+
+    with ThreadPoolExecutor(times) as pool:
+        return sorted(pool.map(send, range(times)))
+
+
+def statuses_and_notifications(server: Server, identificatie: str) -> tuple[int, int]:
+    zaak_ids = f"SELECT id FROM zaken WHERE identificatie = '{identificatie}'"  # noqa: S608
+    statuses = f"SELECT id FROM zaak_statussen WHERE zaak_id IN ({zaak_ids})"  # noqa: S608
+    return server.count("zaak_statussen", f"id IN ({statuses})"), server.count(
+        "notifications", f"zaak_status_id IN ({statuses})"
+    )
+
+
+def test_the_same_new_status_sent_concurrently_is_stored_once(
+    gemeente: Client, server: Server, pki: Pki
+) -> None:
+    gemeente.service.ZaakAanleveren(zaak=zaak("Z-RACE"))
+    results = send_concurrently(
+        server, pki, raw_status("Z-RACE", "Gelijktijdig", "2026-04-01T10:00:00")
+    )
+    assert results == ["StatusAlBekend"] * 7 + ["StatusToegevoegd"]
+    assert statuses_and_notifications(server, "Z-RACE") == (1, 1)
+
+
+def test_the_same_new_zaak_sent_concurrently_is_created_once(server: Server, pki: Pki) -> None:
+    results = send_concurrently(server, pki, raw_zaak("Z-RACE-NEW"))
+    assert results == ["Aangemaakt"] + ["StatusAlBekend"] * 7
+    assert server.count("zaken", "identificatie = 'Z-RACE-NEW'") == 1
+    assert statuses_and_notifications(server, "Z-RACE-NEW") == (1, 1)

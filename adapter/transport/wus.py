@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lxml import etree
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from adapter.config import Config
 from adapter.errors import (
@@ -126,17 +126,7 @@ class WusEndpoint:
                 f"{party.organisation.name} is niet aangesloten op {self.service.name}"
             )
         self.schemas.validate(envelope.payload, operation.schema)
-        try:
-            with self.database.transaction() as session:
-                payload = operation.handler(
-                    Call(party, envelope.payload, session, self.config, progress.received_at)
-                )
-                receipt = self._receipt(progress, Outcome.accept())
-                signed = self.signer.sign(receipt)
-                save_receipt(session, receipt, signed)
-        except SQLAlchemyError as exc:
-            log.error("request %s: database error: %s", progress.request_id, exc.__class__.__name__)
-            raise ServiceUnavailable("de database is niet bereikbaar") from None
+        payload, signed = self._store(operation, party, envelope, progress)
         headers = [signed]
         if progress.addressing is not None:
             headers = [*reply_headers(progress.addressing, operation.response_action), signed]
@@ -148,6 +138,31 @@ class WusEndpoint:
             party.oin,
         )
         return HttpResult("200 OK", build_response(payload, headers))
+
+    def _store(
+        self, operation: Operation, party: Party, envelope: Envelope, progress: _Progress
+    ) -> tuple[etree._Element, etree._Element]:
+        """Run the handler and store its result with the receipt, in one transaction."""
+
+        def attempt() -> tuple[etree._Element, etree._Element]:
+            with self.database.transaction() as session:
+                call = Call(party, envelope.payload, session, self.config, progress.received_at)
+                payload = operation.handler(call)
+                receipt = self._receipt(progress, Outcome.accept())
+                signed = self.signer.sign(receipt)
+                save_receipt(session, receipt, signed)
+            return payload, signed
+
+        try:
+            try:
+                return attempt()
+            except IntegrityError:
+                # A concurrent request stored the same thing first (one status sent twice at
+                # once): run again, now seeing its row, and answer as for a repeat.
+                return attempt()
+        except SQLAlchemyError as exc:
+            log.error("request %s: database error: %s", progress.request_id, type(exc).__name__)
+            raise ServiceUnavailable("de database is niet bereikbaar") from None
 
     def _operation(self, envelope: Envelope, soap_action_header: str | None) -> Operation:
         operation = self.service.operation_for(envelope.payload)
