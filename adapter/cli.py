@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lxml import etree
+from requests import RequestException
 
 from adapter.config import Config, ConfigError, check_files, load_config, load_organisations
+from adapter.errors import SoapFault
 
 DEFAULT_CONFIG = "conf/adapter.toml"
 IMPORT_CHUNK = 1000
@@ -111,6 +113,21 @@ def cmd_accounts_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention_run(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from adapter.jobs.retention import purge_expired_zaken
+    from adapter.store.db import Database
+
+    config = _config(args)
+    database = Database(config.database_url)
+    database.create_schema()
+    removed = purge_expired_zaken(database, config.lopende_zaken.retention_days, date.today())
+    database.dispose()
+    print(f"{removed} closed zaken older than {config.lopende_zaken.retention_days} days removed")
+    return 0
+
+
 def cmd_verify_receipt(args: argparse.Namespace) -> int:
     from adapter.receipts import ReceiptInvalid, verify
     from adapter.soap.xml import parse_untrusted
@@ -141,6 +158,55 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
     if args.show:
         print(etree.tostring(verified.element, pretty_print=True, encoding="unicode"))
     return 0
+
+
+def cmd_send_zaak(args: argparse.Namespace) -> int:
+    from datetime import date, datetime
+
+    from adapter.lopende_zaken.wus import NS, build_zaak_aanleveren, read_date, read_moment
+    from adapter.lopende_zaken.zaken import StatusMelding, ZaakMelding
+    from adapter.soap.client import MtlsClient
+
+    status = None
+    if args.status:
+        moment = args.datum_status_gezet or datetime.now().replace(microsecond=0).isoformat()
+        status = StatusMelding(
+            args.status, read_moment(moment, "--datum-status-gezet"), args.status_code
+        )
+    melding = ZaakMelding(
+        identificatie=args.identificatie,
+        omschrijving=args.omschrijving,
+        startdatum=read_date(args.startdatum, "--startdatum") if args.startdatum else date.today(),
+        initiator_bsn=args.bsn,
+        toelichting=args.toelichting,
+        zaaktype_code=args.zaaktype_code,
+        zaaktype_omschrijving=args.zaaktype_omschrijving,
+        einddatum=read_date(args.einddatum, "--einddatum") if args.einddatum else None,
+        resultaat=args.resultaat,
+        verwijzing=args.verwijzing,
+        status=status,
+    )
+    key = Path(args.key) if args.key else None
+    with MtlsClient(Path(args.cert), key, Path(args.ca), args.password) as client:
+        answer = client.call(args.endpoint, build_zaak_aanleveren(melding), f"{NS}/ZaakAanleveren")
+    if answer.faultstring is not None:
+        detail = answer.fault_detail
+        message = detail.findtext("{*}Message") if detail is not None else None
+        print(
+            f"REFUSED (HTTP {answer.http_status}): {answer.faultstring}"
+            + (f": {message}" if message else "")
+        )
+    else:
+        result = (
+            answer.payload.findtext(f"{{{NS}}}resultaat") if answer.payload is not None else None
+        )
+        print(f"ACCEPTED: zaak {melding.identificatie}: {result}")
+    if answer.receipt is not None:
+        receipt = answer.receipt.receipt
+        print(f"receipt {receipt.receipt_id} verifies (signed by {answer.receipt.signer_subject})")
+    else:
+        print(f"receipt does NOT verify: {answer.receipt_problem}")
+    return 0 if answer.faultstring is None and answer.receipt is not None else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +246,40 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--trusted-pem", help="root certificate (default: tls.trust_anchors)")
     check.add_argument("--show", action="store_true", help="print the verified receipt XML")
     check.set_defaults(func=cmd_verify_receipt)
+
+    zaak = commands.add_parser(
+        "send-zaak", help="push a test zaak status update to a Lopende Zaken endpoint over mTLS"
+    )
+    zaak.add_argument("--endpoint", default="https://127.0.0.1:8443/lopende-zaken")
+    zaak.add_argument(
+        "--cert", required=True, help="client certificate: PEM (with --key) or PKCS#12"
+    )
+    zaak.add_argument("--key", help="private key (PEM) of --cert")
+    zaak.add_argument("--password", help="PKCS#12 password")
+    zaak.add_argument(
+        "--ca", default="certs/root-ca.pem", help="root that the server and receipt chain to"
+    )
+    zaak.add_argument("--identificatie", required=True)
+    zaak.add_argument("--omschrijving", required=True)
+    zaak.add_argument("--bsn", required=True, help="initiator BSN")
+    zaak.add_argument("--startdatum", help="YYYY-MM-DD (default today)")
+    zaak.add_argument("--status", help="status text to add")
+    zaak.add_argument("--status-code")
+    zaak.add_argument(
+        "--datum-status-gezet", help="ISO date-time; without offset Dutch time (default now)"
+    )
+    zaak.add_argument("--toelichting")
+    zaak.add_argument("--zaaktype-code")
+    zaak.add_argument("--zaaktype-omschrijving")
+    zaak.add_argument("--verwijzing", help="https URL of the dossier at the organisation")
+    zaak.add_argument("--einddatum", help="YYYY-MM-DD: closes the zaak")
+    zaak.add_argument("--resultaat")
+    zaak.set_defaults(func=cmd_send_zaak)
+
+    retention = commands.add_parser("retention", help="delete what has outlived its retention")
+    retention.add_subparsers(dest="retention", required=True).add_parser(
+        "run", help="delete closed zaken older than lopende_zaken.retention_days"
+    ).set_defaults(func=cmd_retention_run)
     return parser
 
 
@@ -191,7 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+    except SoapFault as exc:  # a value the command checks as the server would
+        print(f"error: {exc.reason}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError, RequestException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return result

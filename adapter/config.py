@@ -100,6 +100,11 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class LopendeZakenConfig:
+    retention_days: int  # a closed zaak stays visible this long after its einddatum
+
+
+@dataclass(frozen=True)
 class Config:
     file: Path
     base_dir: Path
@@ -108,6 +113,7 @@ class Config:
     tls: TlsConfig
     receipts: ReceiptConfig
     limits: Limits
+    lopende_zaken: LopendeZakenConfig
     organisations_file: Path
     organisations: Organisations
 
@@ -331,6 +337,12 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
     )
     limits.finish()
 
+    zaken = _Section(file, "lopende_zaken", top.get("lopende_zaken", dict, {}))
+    zaken_config = LopendeZakenConfig(
+        retention_days=zaken.get("retention_days", int, 365, _positive),
+    )
+    zaken.finish()
+
     files = _Section(file, "files", top.get("files", dict, {}))
     organisations_file = path(files, "organisations", "conf/organisations.toml")
     files.finish()
@@ -344,6 +356,7 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         tls=tls_config,
         receipts=receipt_config,
         limits=limits_config,
+        lopende_zaken=zaken_config,
         organisations_file=organisations_file,
         organisations=load_organisations(organisations_file),
     )

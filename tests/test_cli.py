@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from lxml import etree
 from sqlalchemy import create_engine, text
 
 from adapter.config import load_config
+from adapter.lopende_zaken.zaken import StatusMelding, ZaakMelding, zaak_aanleveren
 from adapter.receipts import Outcome, Receipt
+from adapter.store.db import Database
 from adapter.transport.server import build_app
 from tests.conftest import CONF, GEMEENTE, Pki, free_port, run_cli, write_config
 
@@ -157,8 +160,6 @@ def signed_receipt_file(config: Path, tmp_path: Path) -> Path:
         body_hash="47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
         outcome=Outcome.reject("0004", "0004 Niet conform xsd"),
     )
-    from lxml import etree
-
     file = tmp_path / "receipt.xml"
     file.write_bytes(etree.tostring(endpoint.signer.sign(receipt)))
     return file
@@ -183,3 +184,38 @@ def test_verify_receipt_refuses_an_altered_receipt(
     done = run_cli("verify-receipt", str(file), config=config, database_url=database_url)
     assert done.returncode == 1
     assert done.stdout.startswith("INVALID")
+
+
+def test_retention_removes_only_zaken_closed_longer_ago_than_configured(
+    config: Path, database_url: str
+) -> None:
+    database = Database(database_url)
+    database.create_schema()
+    now = datetime.now(UTC)
+    today = now.date()
+    with database.transaction() as session:
+        for identificatie, einddatum in (
+            ("R-OLD", today - timedelta(days=366)),
+            ("R-RECENT", today - timedelta(days=10)),
+            ("R-OPEN", None),
+        ):
+            melding = ZaakMelding(
+                identificatie=identificatie,
+                omschrijving="Bezwaar",
+                startdatum=today - timedelta(days=400),
+                initiator_bsn="999993653",
+                einddatum=einddatum,
+                status=StatusMelding("Ontvangen", now - timedelta(days=400)),
+            )
+            zaak_aanleveren(session, GEMEENTE, melding, now)
+    database.dispose()
+    done = run_cli("retention", "run", config=config, database_url=database_url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("1 closed zaken older than 365 days removed")
+    remaining = rows(
+        database_url,
+        "SELECT identificatie FROM zaken WHERE identificatie LIKE 'R-%' ORDER BY identificatie",
+    )
+    assert remaining == [("R-OPEN",), ("R-RECENT",)]
+    orphans = "SELECT count(*) FROM zaak_statussen WHERE zaak_id NOT IN (SELECT id FROM zaken)"
+    assert rows(database_url, orphans) == [(0,)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
@@ -14,7 +15,7 @@ from zeep.exceptions import Fault
 from zeep.plugins import HistoryPlugin
 
 from adapter.receipts import verify
-from tests.conftest import BELASTINGDIENST, GEMEENTE, STRIKT, ZAAK_TABLES, Pki, Server
+from tests.conftest import BELASTINGDIENST, GEMEENTE, STRIKT, ZAAK_TABLES, Pki, Server, run_cli
 from tests.soap_helpers import post, verify_with_libxmlsec, zeep_client
 
 BSN = "999993653"
@@ -258,3 +259,92 @@ def test_the_same_new_zaak_sent_concurrently_is_created_once(server: Server, pki
     assert results == ["Aangemaakt"] + ["StatusAlBekend"] * 7
     assert server.count("zaken", "identificatie = 'Z-RACE-NEW'") == 1
     assert statuses_and_notifications(server, "Z-RACE-NEW") == (1, 1)
+
+
+def send_zaak(server: Server, pki: Pki, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        "send-zaak",
+        "--endpoint",
+        f"{server.url}/lopende-zaken",
+        "--ca",
+        str(pki.root),
+        *args,
+        config=server.config,
+        database_url=server.database_url,
+    )
+
+
+def test_send_zaak_pushes_a_status_with_a_pem_or_pkcs12_certificate(
+    gemeente: Client, server: Server, pki: Pki
+) -> None:
+    client = pki.clients[GEMEENTE]
+    pem = send_zaak(
+        server,
+        pki,
+        "--cert",
+        str(client.certificate),
+        "--key",
+        str(client.key),
+        "--identificatie",
+        "Z-CLI",
+        "--omschrijving",
+        "Bezwaar WOZ",
+        "--bsn",
+        BSN,
+        "--startdatum",
+        "2026-02-01",
+        "--status",
+        "Ontvangen",
+        "--datum-status-gezet",
+        "2026-02-01T09:00:00",
+    )
+    assert pem.returncode == 0, pem.stdout + pem.stderr
+    assert pem.stdout.startswith("ACCEPTED: zaak Z-CLI: Aangemaakt")
+    assert "verifies" in pem.stdout
+    p12 = pki.files.clients[GEMEENTE].pkcs12
+    second = send_zaak(
+        server,
+        pki,
+        "--cert",
+        str(p12),
+        "--password",
+        "changeit",
+        "--identificatie",
+        "Z-CLI",
+        "--omschrijving",
+        "Bezwaar WOZ",
+        "--bsn",
+        BSN,
+        "--startdatum",
+        "2026-02-01",
+        "--status",
+        "In behandeling",
+        "--datum-status-gezet",
+        "2026-02-03T09:00:00",
+    )
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.startswith("ACCEPTED: zaak Z-CLI: StatusToegevoegd")
+    assert opgevraagd(gemeente, "Z-CLI").status.omschrijving == "In behandeling"
+
+
+def test_send_zaak_shows_a_refusal_and_its_receipt(server: Server, pki: Pki) -> None:
+    client = pki.clients[GEMEENTE]
+    refused = send_zaak(
+        server,
+        pki,
+        "--cert",
+        str(client.certificate),
+        "--key",
+        str(client.key),
+        "--identificatie",
+        "Z-CLI-2",
+        "--omschrijving",
+        "Bezwaar",
+        "--bsn",
+        BSN,
+        "--verwijzing",
+        "http://zaken.example/1",
+    )
+    assert refused.returncode == 1
+    assert refused.stdout.startswith("REFUSED (HTTP 500): LZ003 Verwijzing is geen https-URL")
+    assert "verifies" in refused.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from lxml import etree
@@ -12,7 +13,6 @@ from adapter.errors import SoapFault, ZaakRefused
 from adapter.lopende_zaken import zaken
 from adapter.lopende_zaken.zaken import Resultaat, StatusMelding, ZaakMelding, ZaakOverzicht
 from adapter.soap.wus import Call, FaultContext, Operation, WusService
-from adapter.store.models import ZaakStatus
 
 NS = "urn:mijnoverheid-adapter:lopende-zaken:1"
 _L = f"{{{NS}}}"
@@ -102,15 +102,53 @@ def _add(parent: etree._Element, name: str, value: object | None) -> None:
         etree.SubElement(parent, f"{_L}{name}").text = str(value)
 
 
-def _status_element(parent: etree._Element, status: ZaakStatus) -> None:
+class _StatusFields(Protocol):
+    @property
+    def code(self) -> str | None: ...
+    @property
+    def omschrijving(self) -> str: ...
+    @property
+    def datum_status_gezet(self) -> datetime: ...
+
+
+class _ZaakFields(Protocol):
+    """What a stored Zaak and an incoming ZaakMelding both have: the contract's zaak fields."""
+
+    @property
+    def identificatie(self) -> str: ...
+    @property
+    def omschrijving(self) -> str: ...
+    @property
+    def toelichting(self) -> str | None: ...
+    @property
+    def zaaktype_code(self) -> str | None: ...
+    @property
+    def zaaktype_omschrijving(self) -> str | None: ...
+    @property
+    def startdatum(self) -> date: ...
+    @property
+    def einddatum_gepland(self) -> date | None: ...
+    @property
+    def einddatum(self) -> date | None: ...
+    @property
+    def resultaat(self) -> str | None: ...
+    @property
+    def verwijzing(self) -> str | None: ...
+    @property
+    def initiator_bsn(self) -> str: ...
+
+
+def _status_element(parent: etree._Element, status: _StatusFields) -> None:
     element = etree.SubElement(parent, f"{_L}status")
     _add(element, "code", status.code)
     _add(element, "omschrijving", status.omschrijving)
     _add(element, "datumStatusGezet", status.datum_status_gezet.isoformat())
 
 
-def _overzicht(parent: etree._Element, item: ZaakOverzicht) -> None:
-    zaak = item.zaak
+def _zaak_element(
+    parent: etree._Element, zaak: _ZaakFields, status: _StatusFields | None
+) -> etree._Element:
+    """A `zaak` in the contract's field order, from a stored zaak or a melding to send."""
     element = etree.SubElement(parent, f"{_L}zaak")
     _add(element, "identificatie", zaak.identificatie)
     _add(element, "omschrijving", zaak.omschrijving)
@@ -125,11 +163,23 @@ def _overzicht(parent: etree._Element, item: ZaakOverzicht) -> None:
     _add(element, "resultaat", zaak.resultaat)
     _add(element, "verwijzing", zaak.verwijzing)
     _add(etree.SubElement(element, f"{_L}initiator"), "bsn", zaak.initiator_bsn)
-    if item.status is not None:
-        _status_element(element, item.status)
+    if status is not None:
+        _status_element(element, status)
+    return element
+
+
+def _overzicht(parent: etree._Element, item: ZaakOverzicht) -> None:
+    element = _zaak_element(parent, item.zaak, item.status)
     historie = etree.SubElement(element, f"{_L}statushistorie")
     for status in item.historie:
         _status_element(historie, status)
+
+
+def build_zaak_aanleveren(melding: ZaakMelding) -> etree._Element:
+    """The ZaakAanleveren request for a melding: what `dk-adapter send-zaak` sends."""
+    request = etree.Element(f"{_L}ZaakAanleveren", nsmap={None: NS})
+    _zaak_element(request, melding, melding.status)
+    return request
 
 
 def zaak_aanleveren(call: Call) -> etree._Element:

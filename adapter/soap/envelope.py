@@ -86,7 +86,7 @@ def _envelope(headers: Sequence[etree._Element], body_child: etree._Element) -> 
     return data
 
 
-def build_response(payload: etree._Element, headers: Sequence[etree._Element] = ()) -> bytes:
+def build_envelope(payload: etree._Element, headers: Sequence[etree._Element] = ()) -> bytes:
     return _envelope(headers, payload)
 
 

@@ -38,8 +38,8 @@ from adapter.soap.addressing import (
 from adapter.soap.envelope import (
     Envelope,
     body_hash,
+    build_envelope,
     build_fault,
-    build_response,
     check_understood,
     parse_envelope,
     raw_hash,
@@ -137,7 +137,7 @@ class WusEndpoint:
             operation.name,
             party.oin,
         )
-        return HttpResult("200 OK", build_response(payload, headers))
+        return HttpResult("200 OK", build_envelope(payload, headers))
 
     def _store(
         self, operation: Operation, party: Party, envelope: Envelope, progress: _Progress
