@@ -113,6 +113,131 @@ def cmd_accounts_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_receipt(document: etree._Element, root: Path) -> bool:
+    from adapter.receipts import ReceiptInvalid, verify
+
+    try:
+        verified = verify(document, root)
+    except ReceiptInvalid as exc:
+        print(f"  receipt does NOT verify: {exc}")
+        return False
+    receipt = verified.receipt
+    print(f"  receipt {receipt.receipt_id} verifies (signed by {verified.signer_subject})")
+    for bericht in receipt.outcome.berichten:
+        print(
+            f"    {bericht.bericht_id}  {bericht.verwerkingscode}"
+            + (f"  ({bericht.reden})" if bericht.reden else "")
+        )
+    if not receipt.outcome.accepted:
+        print(f"    Geweigerd {receipt.outcome.code}: {receipt.outcome.reason}")
+    return True
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    import queue
+    from datetime import UTC, datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from adapter.ebms.message import error_of
+    from adapter.ebms.mime import build_package, parse_package
+    from adapter.ebms.receiver import EbmsReceiver
+    from adapter.ebms.sender import BerichtSpec, batch_request, build_batch
+    from adapter.pki.identity import read_identity
+    from adapter.soap.client import MtlsClient
+    from adapter.soap.xml import parse_untrusted
+
+    root = Path(args.ca)
+    with MtlsClient(
+        Path(args.cert), Path(args.key) if args.key else None, root, args.password
+    ) as client:
+        leaf = x509.load_pem_x509_certificates(client.certificate_file.read_bytes())[0]
+        from_oin = read_identity(leaf.public_bytes(Encoding.DER)).oin
+        if from_oin is None:
+            print("error: the certificate carries no OIN", file=sys.stderr)
+            return 2
+        now = datetime.now(UTC)
+        general = [
+            (f"algemeen-{n}@{from_oin}", Path(f).read_bytes())
+            for n, f in enumerate(args.general, 1)
+        ]
+        if args.batch:
+            payload = Path(args.batch).read_bytes()
+        else:
+            spec = BerichtSpec(
+                bsn=args.bsn,
+                bericht_type=args.type,
+                onderwerp=args.subject,
+                tekst=args.text,
+                bijlagen=[(Path(f).name[:128], Path(f).read_bytes()) for f in args.attach],
+                algemene=[
+                    (Path(f).name[:128], cid)
+                    for f, (cid, _) in zip(args.general, general, strict=True)
+                ],
+            )
+            payload = build_batch(from_oin, [spec], now)
+        cpa_id = args.cpa_id or f"MIJNOVERHEID-EBMS-BB-2-0_{from_oin}_{args.to}_1"
+        payload_cid = f"batch@{from_oin}"
+        message_id, soap = batch_request(
+            from_oin, args.to, cpa_id, payload_cid, [c for c, _ in general], now
+        )
+        parts = [(payload_cid, "text/xml; charset=UTF-8", payload)]
+        parts += [(cid, "application/pdf", content) for cid, content in general]
+        content_type, body = build_package(soap, parts)
+        receiver = None
+        if args.receive_on:
+            host, _, port = args.receive_on.rpartition(":")
+            receiver = EbmsReceiver(host, int(port), client.certificate_file, client.key_file, root)
+            receiver.__enter__()
+        try:
+            print(f"sending {message_id} ({len(body)} bytes) to {args.endpoint}")
+            response = client.post(args.endpoint, body, content_type, "ebXML")
+            print(f"HTTP {response.status_code}")
+            ok = True
+            if response.content.strip():
+                answer = parse_untrusted(
+                    parse_package(
+                        response.headers.get("Content-Type", "text/xml"), response.content
+                    ).soap.body
+                )
+                error = error_of(answer)
+                if error is not None:
+                    print(f"MessageError {error[0]}: {error[1]}")
+                    ok = False
+                else:
+                    print("Acknowledgment received")
+                ok = _print_receipt(answer, root) and ok
+            else:
+                print("no synchronous answer (syncReplyMode none): the Acknowledgment follows")
+            if receiver is not None:
+                print(f"waiting up to {args.timeout}s for the result on {args.receive_on} ...")
+                try:
+                    while True:
+                        message = receiver.received.get(timeout=args.timeout)
+                        if (
+                            message.header.ref_to_message_id == message_id
+                            and message.header.action != "Acknowledgment"
+                        ):
+                            break
+                except queue.Empty:
+                    print("no BerichtVerwerkResponse arrived in time")
+                    return 1
+                print(f"{message.header.action} received and acknowledged")
+                result = parse_untrusted(message.payload() or b"<leeg/>")
+                for counter in (
+                    result.find("BatchInformatie")
+                    if result.find("BatchInformatie") is not None
+                    else ()
+                ):
+                    print(f"  {counter.tag}: {counter.text}")
+                ok = _print_receipt(message.envelope, root) and ok
+            return 0 if ok else 1
+        finally:
+            if receiver is not None:
+                receiver.__exit__(None, None, None)
+
+
 def cmd_retention_run(args: argparse.Namespace) -> int:
     from datetime import date
 
@@ -275,6 +400,33 @@ def build_parser() -> argparse.ArgumentParser:
     zaak.add_argument("--einddatum", help="YYYY-MM-DD: closes the zaak")
     zaak.add_argument("--resultaat")
     zaak.set_defaults(func=cmd_send_zaak)
+
+    send = commands.add_parser("send", help="deliver a BerichtVerwerk batch over ebMS 2.0 and mTLS")
+    send.add_argument("--endpoint", default="https://127.0.0.1:8443/berichtenbox/ebms")
+    send.add_argument(
+        "--cert", required=True, help="client certificate: PKCS#12, or PEM with --key"
+    )
+    send.add_argument("--key", help="private key (PEM) of --cert")
+    send.add_argument("--password", help="PKCS#12 password")
+    send.add_argument(
+        "--ca", default="certs/root-ca.pem", help="root the server and receipts chain to"
+    )
+    send.add_argument("--to", default="00000004003214345001", help="MijnOverheid's OIN")
+    send.add_argument("--cpa-id", help="CPAId (default: the development naming for both OINs)")
+    send.add_argument("--bsn", help="recipient BSN")
+    send.add_argument("--type", help="BerichtType")
+    send.add_argument("--subject", help="Onderwerp (1-50 characters)")
+    send.add_argument("--text", help="BerichtTekst")
+    send.add_argument(
+        "--attach", action="append", default=[], help="personal PDF attachment (max 2)"
+    )
+    send.add_argument(
+        "--general", action="append", default=[], help="general PDF attachment (max 3)"
+    )
+    send.add_argument("--batch", help="send this Berichten XML file instead of building one")
+    send.add_argument("--receive-on", help="HOST:PORT: wait there for the BerichtVerwerkResponse")
+    send.add_argument("--timeout", type=float, default=120)
+    send.set_defaults(func=cmd_send)
 
     retention = commands.add_parser("retention", help="delete what has outlived its retention")
     retention.add_subparsers(dest="retention", required=True).add_parser(

@@ -97,6 +97,16 @@ class ReceiptConfig:
 class Limits:
     max_request_bytes: int
     max_klanten: int
+    max_ebms_message_bytes: int
+    personal_attachments_bytes: int
+    general_attachments_bytes: int
+
+
+@dataclass(frozen=True)
+class EbmsConfig:
+    cpa_dir: Path
+    blob_dir: Path  # attachment contents, one file per SHA-256
+    outbox_poll_seconds: float
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,7 @@ class Config:
     receipts: ReceiptConfig
     limits: Limits
     lopende_zaken: LopendeZakenConfig
+    ebms: EbmsConfig
     organisations_file: Path
     organisations: Organisations
 
@@ -137,7 +148,7 @@ class _Section:
     def get(
         self,
         key: str,
-        kind: type,
+        kind: type | tuple[type, ...],
         default: Any = ...,
         check: Callable[[Any], str | None] | None = None,
     ) -> Any:
@@ -148,10 +159,9 @@ class _Section:
             return default
         value = self.table[key]
         # bool is an int in Python; a port of `true` is a mistake, not 1.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(
-                self.file, self._key(key), f"must be a {kind.__name__}, not {value!r}"
-            )
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise ConfigError(self.file, self._key(key), f"must be a {names}, not {value!r}")
         if check is not None and (problem := check(value)):
             raise ConfigError(self.file, self._key(key), problem)
         return value
@@ -334,6 +344,15 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
     limits_config = Limits(
         max_request_bytes=limits.get("max_request_bytes", int, 4 * 1024 * 1024, _positive),
         max_klanten=limits.get("max_klanten", int, 250, _positive),
+        max_ebms_message_bytes=limits.get(
+            "max_ebms_message_bytes", int, 100 * 1024 * 1024, _positive
+        ),
+        personal_attachments_bytes=limits.get(
+            "personal_attachments_bytes", int, 512_000, _positive
+        ),
+        general_attachments_bytes=limits.get(
+            "general_attachments_bytes", int, 2 * 1024 * 1024, _positive
+        ),
     )
     limits.finish()
 
@@ -342,6 +361,14 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         retention_days=zaken.get("retention_days", int, 365, _positive),
     )
     zaken.finish()
+
+    ebms = _Section(file, "ebms", top.get("ebms", dict, {}))
+    ebms_config = EbmsConfig(
+        cpa_dir=path(ebms, "cpa_dir", "conf/cpa"),
+        blob_dir=path(ebms, "blob_dir", "var/blobs"),
+        outbox_poll_seconds=float(ebms.get("outbox_poll_seconds", (int, float), 5, _positive)),
+    )
+    ebms.finish()
 
     files = _Section(file, "files", top.get("files", dict, {}))
     organisations_file = path(files, "organisations", "conf/organisations.toml")
@@ -357,6 +384,7 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         receipts=receipt_config,
         limits=limits_config,
         lopende_zaken=zaken_config,
+        ebms=ebms_config,
         organisations_file=organisations_file,
         organisations=load_organisations(organisations_file),
     )

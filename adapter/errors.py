@@ -132,3 +132,42 @@ class ZaakRefused(SoapFault):
     def __init__(self, code: str, message: str) -> None:
         self.code, self.text = code, ZAAK_CODES[code]
         super().__init__(message)
+
+
+class EbmsError(AdapterError):
+    """A refusal at the ebMS layer, answered with an ErrorList (ebMS 2.0 section 4.2.3.4)."""
+
+    error_code = "Unknown"
+
+    def __init__(self, description: str, location: str | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.location = location
+
+
+class ValueNotRecognized(EbmsError):
+    error_code = "ValueNotRecognized"
+
+
+class NotSupported(EbmsError):
+    error_code = "NotSupported"
+
+
+class Inconsistent(EbmsError):
+    error_code = "Inconsistent"
+
+
+class OtherXml(EbmsError):
+    error_code = "OtherXml"
+
+
+class SecurityFailure(EbmsError):
+    error_code = "SecurityFailure"
+
+
+class MimeProblem(EbmsError):
+    error_code = "MimeProblem"
+
+
+class DeliveryFailure(EbmsError):
+    error_code = "DeliveryFailure"

@@ -40,27 +40,19 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import http.client
 import json
-import math
 import multiprocessing
 import os
 import platform
-import signal
-import ssl
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from multiprocessing.context import SpawnContext
-from multiprocessing.queues import Queue
-from multiprocessing.sharedctypes import Synchronized
-from multiprocessing.synchronize import Event, Semaphore
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +62,6 @@ if str(ROOT) not in sys.path:
 
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from adapter.berichtenbox.abonnementen import ACTION  # noqa: E402
 from adapter.pki.devca import PkiFiles  # noqa: E402
@@ -78,22 +69,30 @@ from adapter.receipts import Outcome, Receipt, ReceiptSigner  # noqa: E402
 from bench._setup import (  # noqa: E402
     GEMEENTE,
     POSTGRES_URL,
+    WORKER_SPREAD_EXPLANATION,
+    Request,
     RunningServer,
+    WorkerShare,
+    Workload,
     build_pki,
-    children,
-    connections_per_process,
     count_rows,
-    cpu_seconds,
     database,
-    peak_rss_kib,
+    milliseconds,
+    percentile_ms,
+    redacted,
+    rss_line,
+    run_load,
     running_server,
+    server_peak_rss,
+    split_connections,
+    worker_spread_lines,
+    worker_spread_notes,
 )
 from tests.soap_helpers import aanvraag  # noqa: E402
 
 BSN = "999993653"  # active, opted in for GEMEENTE in conf/accounts.example.csv
 RECEIVER_OIN = "00000004003214345001"  # the receiver OIN of the dev PKI's receipt certificate
 SCENARIOS = (("1 klant", 1), ("250 klanten", 250))
-LOAD_PROCESSES = 2
 SIGN_SECONDS = 2.0
 HEADERS = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{ACTION}"'}
 
@@ -160,135 +159,29 @@ def sign_rates(files: PkiFiles, body: bytes, seconds: float) -> tuple[SignRate, 
     return bare, _rate(sign_receipt, seconds)
 
 
-# --- load generator (runs in other processes) -------------------------------------------------
+# --- load (the generator itself is bench._setup's) ---------------------------------------------
 
 
 @dataclass(frozen=True)
-class LoadSpec:
-    port: int
+class Abonnementen(Workload):
+    """The same ValidateAbonnementen request on every connection, every time."""
+
     body: bytes
     klanten: int
-    certificate: str
-    key: str
-    root: str
-    threads: int
-    seconds: float
 
+    def request(self, connection: int, n: int) -> Request:
+        return Request("/abonnementen", HEADERS, self.body)
 
-@dataclass
-class LoadResult:
-    """What one load process (or, added up, all of them) saw."""
-
-    latencies: list[float] = field(default_factory=list)  # seconds, good responses only
-    errors: list[str] = field(default_factory=list)
-    requests: int = 0  # timed requests sent, good or not
-    reconnects: int = 0  # timed requests that had to open a new connection first
-    warmups: int = 0  # untimed first requests sent
-    last_response: float = 0.0  # time.monotonic() of the last timed response
-    cpu_seconds: float = 0.0
-
-    def add(self, other: LoadResult) -> None:
-        self.latencies += other.latencies
-        self.errors += other.errors
-        self.requests += other.requests
-        self.reconnects += other.reconnects
-        self.warmups += other.warmups
-        self.last_response = max(self.last_response, other.last_response)
-        self.cpu_seconds += other.cpu_seconds
-
-
-def _problem(status: int, data: bytes, klanten: int) -> str | None:
-    """None for a good answer, else what is wrong with it."""
-    if status != 200:
-        return f"HTTP {status}: {data[:300]!r}"
-    answers = data.count(b"isBerichtSturen>true<")
-    if answers != klanten:
-        return f"HTTP 200 with {answers} of {klanten} isBerichtSturen true: {data[:300]!r}"
-    return None
-
-
-def _exchange(conn: http.client.HTTPSConnection, spec: LoadSpec) -> str | None:
-    try:
-        conn.request("POST", "/abonnementen", body=spec.body, headers=HEADERS)
-        response = conn.getresponse()
-        problem = _problem(response.status, response.read(), spec.klanten)
-    except (OSError, http.client.HTTPException) as exc:
-        conn.close()
-        return f"{type(exc).__name__}: {exc}"
-    if response.will_close:
-        conn.close()
-    return problem
-
-
-def _connection(
-    spec: LoadSpec, ready: Semaphore, go: Event, start: Synchronized[float], out: LoadResult
-) -> None:
-    """One keep-alive connection: connect, warm up, wait for `go`, send until the deadline."""
-    context = ssl.create_default_context(cafile=spec.root)
-    context.load_cert_chain(spec.certificate, spec.key)
-    conn = http.client.HTTPSConnection("127.0.0.1", spec.port, context=context, timeout=60)
-    try:
-        try:
-            conn.connect()
-            out.warmups += 1
-            problem = _exchange(conn, spec)
-            if problem:
-                out.errors.append(f"warm-up: {problem}")
-        except OSError as exc:
-            out.errors.append(f"connect: {type(exc).__name__}: {exc}")
-        finally:
-            ready.release()
-        go.wait()
-        deadline = start.value + spec.seconds
-        while time.monotonic() < deadline:
-            if conn.sock is None:
-                out.reconnects += 1
-            began = time.monotonic()
-            problem = _exchange(conn, spec)
-            ended = time.monotonic()
-            out.requests += 1
-            out.last_response = ended
-            if problem:
-                out.errors.append(problem)
-            else:
-                out.latencies.append(ended - began)
-    finally:
-        conn.close()
-
-
-def _load_process(
-    spec: LoadSpec,
-    ready: Semaphore,
-    go: Event,
-    start: Synchronized[float],
-    results: Queue[LoadResult],
-) -> None:
-    # Ctrl-C is the parent's to handle: it stops these processes in its finally.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    outs = [LoadResult() for _ in range(spec.threads)]
-    threads = [
-        threading.Thread(target=_connection, args=(spec, ready, go, start, out), daemon=True)
-        for out in outs
-    ]
-    cpu_before = time.process_time()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    total = LoadResult(cpu_seconds=time.process_time() - cpu_before)
-    for out in outs:
-        total.add(out)
-    results.put(total)
+    def check(self, request: Request, status: int, data: bytes) -> str | None:
+        if status != 200:
+            return f"HTTP {status}: {data[:300]!r}"
+        answers = data.count(b"isBerichtSturen>true<")
+        if answers != self.klanten:
+            return f"HTTP 200 with {answers} of {self.klanten} isBerichtSturen true: {data[:300]!r}"
+        return None
 
 
 # --- one scenario ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkerShare:
-    pid: int
-    connections: int
-    cpu_seconds: float
 
 
 @dataclass(frozen=True)
@@ -317,22 +210,6 @@ class ScenarioResult:
     worker_pids_changed: bool
 
 
-def _split(connections: int) -> list[int]:
-    """Connections per load process: as even as possible, no empty process."""
-    return [
-        connections // LOAD_PROCESSES + (1 if i < connections % LOAD_PROCESSES else 0)
-        for i in range(min(LOAD_PROCESSES, connections))
-    ]
-
-
-def _percentile_ms(ordered: list[float], fraction: float) -> float | None:
-    """Nearest-rank percentile of sorted seconds, in ms."""
-    if not ordered:
-        return None
-    rank = max(1, math.ceil(fraction * len(ordered) - 1e-9))  # tolerate 0.99 * 100 = 99.000..1
-    return ordered[min(rank, len(ordered)) - 1] * 1000
-
-
 def run_scenario(
     context: SpawnContext,
     server: RunningServer,
@@ -343,94 +220,43 @@ def run_scenario(
     connections: int,
     seconds: float,
 ) -> ScenarioResult:
-    per_process = _split(connections)
     body = aanvraag([BSN] * klanten, GEMEENTE)
-    ready, go = context.Semaphore(0), context.Event()
-    start = context.Value("d", 0.0)
-    results: Queue[LoadResult] = context.Queue()
-    processes = [
-        context.Process(
-            target=_load_process,
-            args=(
-                LoadSpec(server.port, body, klanten, *client_cert, root, threads, seconds),
-                ready,
-                go,
-                start,
-                results,
-            ),
-            name=f"load-{i}",
-            daemon=True,
-        )
-        for i, threads in enumerate(per_process)
-    ]
     receipts_before = count_rows(server.database_url, "receipts")
-    for process in processes:
-        process.start()
-    try:
-        for _ in range(connections):
-            if not ready.acquire(timeout=120):
-                raise RuntimeError("load generator did not get ready within 120 s")
-        workers = children(server.pid)
-        watched = [server.pid, *workers]
-        cpu_before = {pid: cpu_seconds(pid) for pid in watched}
-        start.value = time.monotonic()
-        go.set()
-        time.sleep(seconds / 2)
-        held, unheld = connections_per_process(server.port, workers)
-        total = LoadResult()
-        for _ in processes:
-            total.add(results.get(timeout=seconds + 120))
-        for process in processes:
-            process.join(timeout=30)
-        try:
-            cpu_after = {pid: cpu_seconds(pid) for pid in watched}
-        except FileNotFoundError:
-            raise RuntimeError(
-                f"a server process exited during the scenario; server log:\n{server.log_tail()}"
-            ) from None
-        workers_after = children(server.pid)
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
+    run = run_load(
+        context, server, client_cert, root, Abonnementen(body, klanten), connections, seconds
+    )
     receipts_after = count_rows(server.database_url, "receipts")
 
-    elapsed = max(total.last_response - start.value, 1e-9)
+    total = run.total
     good = len(total.latencies)
     ordered = sorted(total.latencies)
-    cpu = {pid: cpu_after[pid] - cpu_before[pid] for pid in watched}
     return ScenarioResult(
         name=name,
         klanten_per_request=klanten,
         connections=connections,
-        seconds=elapsed,
+        seconds=run.seconds,
         requests=total.requests,
         good=good,
         errors=len(total.errors),
         error_samples=Counter(total.errors).most_common(10),
         reconnects=total.reconnects,
-        requests_per_second=good / elapsed,
-        klanten_per_second=good * klanten / elapsed,
-        p50_ms=_percentile_ms(ordered, 0.50),
-        p90_ms=_percentile_ms(ordered, 0.90),
-        p99_ms=_percentile_ms(ordered, 0.99),
-        workers=[WorkerShare(pid, held.get(pid, 0), cpu[pid]) for pid in workers],
-        connections_held_by_no_worker=unheld,
-        master_cpu_seconds=cpu[server.pid],
-        server_cpu_seconds=sum(cpu.values()),
+        requests_per_second=good / run.seconds,
+        klanten_per_second=good * klanten / run.seconds,
+        p50_ms=percentile_ms(ordered, 0.50),
+        p90_ms=percentile_ms(ordered, 0.90),
+        p99_ms=percentile_ms(ordered, 0.99),
+        workers=run.workers,
+        connections_held_by_no_worker=run.connections_held_by_no_worker,
+        master_cpu_seconds=run.master_cpu_seconds,
+        server_cpu_seconds=run.server_cpu_seconds,
         load_generator_cpu_seconds=total.cpu_seconds,
         receipts_stored=receipts_after - receipts_before,
         requests_sent=total.requests + total.warmups,
-        worker_pids_changed=workers_after != workers,
+        worker_pids_changed=run.worker_pids_changed,
     )
 
 
 # --- report ----------------------------------------------------------------------------------
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 def report(figures: dict[str, Any]) -> str:
@@ -456,31 +282,17 @@ def report(figures: dict[str, Any]) -> str:
     for s in figures["scenarios"]:
         lines.append(
             f"  {s['name']:<12}{s['requests']:>9}{s['requests_per_second']:>9.1f}"
-            f"{s['klanten_per_second']:>11.0f}{_ms(s['p50_ms']):>9}{_ms(s['p90_ms']):>9}"
-            f"{_ms(s['p99_ms']):>9}{s['errors']:>8}{s['reconnects']:>8}"
+            f"{s['klanten_per_second']:>11.0f}{milliseconds(s['p50_ms']):>9}{milliseconds(s['p90_ms']):>9}"
+            f"{milliseconds(s['p99_ms']):>9}{s['errors']:>8}{s['reconnects']:>8}"
         )
     lines += [
         "",
-        "Spread over gunicorn workers: 'conns' = established connections whose socket the",
-        "worker holds (/proc/net/tcp inodes vs /proc/PID/fd, sampled halfway); 'CPU' = the",
-        "worker's utime+stime delta over the scenario (/proc/PID/stat), a proxy for its share",
-        "of the requests.",
+        *WORKER_SPREAD_EXPLANATION,
         f"  {'scenario':<12}{'worker':>9}{'conns':>7}{'CPU s':>8}{'CPU share':>11}",
     ]
     for s in figures["scenarios"]:
-        worker_cpu = sum(w["cpu_seconds"] for w in s["workers"]) or 1e-9
-        for i, w in enumerate(s["workers"]):
-            label = s["name"] if i == 0 else ""
-            lines.append(
-                f"  {label:<12}{w['pid']:>9}{w['connections']:>7}{w['cpu_seconds']:>8.2f}"
-                f"{w['cpu_seconds'] / worker_cpu:>10.0%}"
-            )
-        lines.append(f"  {'':<12}{'master':>9}{'':>7}{s['master_cpu_seconds']:>8.2f}")
-        notes = []
-        if s["connections_held_by_no_worker"]:
-            notes.append(f"{s['connections_held_by_no_worker']} connections held by no worker")
-        if s["worker_pids_changed"]:
-            notes.append("worker PIDs changed during the scenario (a worker restarted)")
+        lines += worker_spread_lines(s)
+        notes = worker_spread_notes(s)
         lines.append(
             f"  {'':<12}server CPU {s['server_cpu_seconds']:.2f} s = "
             f"{s['server_cpu_seconds'] / s['seconds']:.2f} cores, load generator CPU "
@@ -509,9 +321,7 @@ def report(figures: dict[str, Any]) -> str:
         "  (share of one core's receipt-signing capacity;",
         f"  {'':<47}{meta['cpus']} cores, shared with the load generator)",
         "",
-        f"Server peak RSS (VmHWM, master + workers): {rss['total'] / 1024:.1f} MiB  ("
-        + ", ".join(f"{k} {v / 1024:.1f}" for k, v in rss.items() if k != "total")
-        + "; pages shared after fork are counted once per process)",
+        rss_line(rss),
     ]
     return "\n".join(lines)
 
@@ -556,18 +366,15 @@ def main(argv: list[str] | None = None) -> int:
                         args.seconds,
                     )
                 )
-            workers = children(server.pid)
-            rss = {"master": peak_rss_kib(server.pid)}
-            rss |= {f"worker {pid}": peak_rss_kib(pid) for pid in workers}
-            rss["total"] = sum(rss.values())
+            rss = server_peak_rss(server)
 
-    per_process = _split(args.connections)
+    per_process = split_connections(args.connections)
     one = scenarios[0]
     figures: dict[str, Any] = {
         "setup": {
             "database": args.database
             if args.database == "sqlite"
-            else f"postgresql ({_redacted(POSTGRES_URL)})",
+            else f"postgresql ({redacted(POSTGRES_URL)})",
             "workers": 2,
             "threads": 4,
             "load": f"{len(per_process)} processes x "
@@ -603,10 +410,6 @@ def _sign_figures(rate: SignRate) -> dict[str, float]:
         "signs_per_second": rate.per_second,
         "microseconds_per_sign": rate.microseconds,
     }
-
-
-def _redacted(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

@@ -157,11 +157,32 @@ def free_port() -> int:
         return port
 
 
-def write_config(directory: Path, pki: Pki, database_url: str, port: int) -> Path:
-    """An adapter.toml for a test server, pointing at the session's PKI."""
+def write_cpas(directory: Path, port: int, peer_port: int) -> Path:
+    """The example CPAs with the test's endpoints and second-scale reliability settings."""
+    cpa_dir = directory / "cpa"
+    cpa_dir.mkdir(parents=True, exist_ok=True)
+    for source in (CONF / "cpa").glob("*.xml"):
+        text = source.read_text(encoding="utf-8")
+        text = text.replace("https://127.0.0.1:8443/", f"https://127.0.0.1:{port}/")
+        text = text.replace("https://127.0.0.1:8444/", f"https://127.0.0.1:{peer_port}/")
+        text = text.replace("<tp:RetryInterval>PT3H<", "<tp:RetryInterval>PT1S<")
+        text = text.replace("<tp:PersistDuration>P1D<", "<tp:PersistDuration>PT60S<")
+        (cpa_dir / source.name).write_text(text, encoding="utf-8")
+    return cpa_dir
+
+
+def write_config(
+    directory: Path, pki: Pki, database_url: str, port: int, peer_port: int | None = None
+) -> Path:
+    """An adapter.toml for a test server, pointing at the session's PKI.
+
+    The CPAs send organisations' messages to 127.0.0.1:`peer_port`, where ebMS tests run
+    their peer; the outbox is polled every 0.2 s and retries after 1 s.
+    """
     conf = directory / "conf"
     conf.mkdir(parents=True, exist_ok=True)
     shutil.copy(CONF / "organisations.toml", conf / "organisations.toml")
+    cpa_dir = write_cpas(directory, port, peer_port or free_port())
     certs = pki.directory
     config = conf / "adapter.toml"
     config.write_text(
@@ -184,6 +205,10 @@ crl = "{certs / "crl.pem"}"
 certificate = "{certs / "receipt-signing.pem"}"
 private_key = "{certs / "receipt-signing.key"}"
 algorithm = "ecdsa-sha256"
+[ebms]
+cpa_dir = "{cpa_dir}"
+blob_dir = "{directory / "blobs"}"
+outbox_poll_seconds = 0.2
 [files]
 organisations = "{conf / "organisations.toml"}"
 """,
@@ -212,6 +237,13 @@ class Server:
     engine: Engine
     process: subprocess.Popen[bytes]
     log: Path
+    peer_port: int  # where the CPAs send organisations' ebMS messages
+
+    def restart(self) -> None:
+        """Stop the adapter (SIGTERM) and start it again on the same configuration."""
+        stop_server(self.process)
+        self.process = start_server(self.config, self.database_url, self.log)
+        _wait_for_port(int(self.url.rsplit(":", 1)[1]), self.process, self.log)
 
     def count(self, table: str, where: str = "1=1") -> int:
         with self.engine.connect() as conn:
@@ -241,8 +273,8 @@ def server(
 ) -> Iterator[Server]:
     """`dk-adapter serve` with the example accounts loaded."""
     directory = tmp_path_factory.mktemp("server")
-    port = free_port()
-    config = write_config(directory, pki, database_url, port)
+    port, peer_port = free_port(), free_port()
+    config = write_config(directory, pki, database_url, port, peer_port)
     imported = run_cli(
         "accounts",
         "import",
@@ -253,22 +285,34 @@ def server(
     )
     assert imported.returncode == 0, imported.stderr
     log = directory / "server.log"
+    process = start_server(config, database_url, log)
+    engine = create_engine(database_url)
+    server = Server(
+        f"https://127.0.0.1:{port}", config, database_url, engine, process, log, peer_port
+    )
+    try:
+        _wait_for_port(port, process, log)
+        yield server
+    finally:
+        stop_server(server.process)
+        engine.dispose()
+
+
+def start_server(config: Path, database_url: str, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": database_url}
-    with log.open("wb") as log_handle:
-        process = subprocess.Popen(
+    with log.open("ab") as log_handle:
+        return subprocess.Popen(
             [sys.executable, "-m", "adapter.cli", "--config", str(config), "serve"],
             env=env,
             stdout=log_handle,
             stderr=subprocess.STDOUT,
         )
-    engine = create_engine(database_url)
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
     try:
-        _wait_for_port(port, process, log)
-        yield Server(f"https://127.0.0.1:{port}", config, database_url, engine, process, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        engine.dispose()
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

@@ -46,7 +46,7 @@ def app_config(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def app(app_config: Path) -> AdapterApp:
     config = load_config(app_config, environ={})
     built = build_app(config)
-    next(iter(built.routes.values())).endpoint.database.create_schema()
+    built.database.create_schema()
     return built
 
 

@@ -148,7 +148,6 @@ def test_pki_init_writes_a_hierarchy_once(tmp_path: Path, config: Path, database
 
 def signed_receipt_file(config: Path, tmp_path: Path) -> Path:
     app = build_app(load_config(config, environ={}))
-    endpoint = next(iter(app.routes.values())).endpoint
     receipt = Receipt(
         request_id="r-1",
         receiver_oin="00000004003214345001",
@@ -161,7 +160,7 @@ def signed_receipt_file(config: Path, tmp_path: Path) -> Path:
         outcome=Outcome.reject("0004", "0004 Niet conform xsd"),
     )
     file = tmp_path / "receipt.xml"
-    file.write_bytes(etree.tostring(endpoint.signer.sign(receipt)))
+    file.write_bytes(etree.tostring(app.signer.sign(receipt)))
     return file
 
 

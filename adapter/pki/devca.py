@@ -363,8 +363,16 @@ def init_dev_pki(
 
     clients: dict[str, ClientFiles] = {}
     for org in organisations:
+        # The same names as the server: an organisation's certificate also serves its own
+        # ebMS endpoint (serverAuth + clientAuth, as G4 TLS certificates do), e.g. the
+        # receiver of `dk-adapter send --receive-on` on this machine.
         issued = hierarchy.tsp.issue_tls_certificate(
-            org.name, oin=org.oin, kvk=org.kvk, organisation=org.name
+            org.name,
+            oin=org.oin,
+            kvk=org.kvk,
+            organisation=org.name,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
         )
         files = ClientFiles(
             certificate=directory / "clients" / f"{org.oin}.pem",

@@ -51,6 +51,7 @@ class MtlsClient:
             certificate, key = self._unpack_pkcs12(certificate, password)
         if key is None:
             raise ValueError("--key is required with a PEM certificate")
+        self.certificate_file, self.key_file = certificate, key
         self.session = requests.Session()
         self.session.cert = (str(certificate), str(key))
         self.session.verify = str(trusted_root)
@@ -80,13 +81,12 @@ class MtlsClient:
         if self._tempdir is not None:
             self._tempdir.cleanup()
 
+    def post(self, url: str, body: bytes, content_type: str, soap_action: str) -> requests.Response:
+        headers = {"Content-Type": content_type, "SOAPAction": f'"{soap_action}"'}
+        return self.session.post(url, data=body, headers=headers, timeout=120)
+
     def call(self, url: str, payload: etree._Element, soap_action: str) -> SoapAnswer:
-        response = self.session.post(
-            url,
-            data=build_envelope(payload),
-            headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{soap_action}"'},
-            timeout=60,
-        )
+        response = self.post(url, build_envelope(payload), "text/xml; charset=utf-8", soap_action)
         document = parse_untrusted(response.content)
         body = document.find(f"{_ENV}Body")
         child = body[0] if body is not None and len(body) else None

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -155,3 +156,100 @@ class Notification(Base):
     sent_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (Index("ix_notifications_unsent", "sent_at", "created_at"),)
+
+
+class Bericht(Base):
+    """A letter accepted for a citizen's Berichtenbox; visible from `visible_from`."""
+
+    __tablename__ = "berichten"
+
+    bericht_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    leverancier_oin: Mapped[str] = mapped_column(String(20), nullable=False)
+    bsn: Mapped[str] = mapped_column(String(9), nullable=False)
+    bericht_type: Mapped[str] = mapped_column(String(8), nullable=False)
+    onderwerp: Mapped[str] = mapped_column(String(50), nullable=False)
+    tekst: Mapped[str | None] = mapped_column(Text)
+    referentie: Mapped[str | None] = mapped_column(String(25))
+    eind_datum_handelingstermijn: Mapped[datetime | None] = mapped_column()
+    visible_from: Mapped[datetime] = mapped_column(nullable=False)
+    received_at: Mapped[datetime] = mapped_column(nullable=False)
+    ebms_message_id: Mapped[str] = mapped_column(String(255), nullable=False)
+
+    __table_args__ = (Index("ix_berichten_bsn_visible", "bsn", "visible_from"),)
+
+
+class Bijlage(Base):
+    """An attachment's content, stored once by SHA-256 in the blob store; here its metadata."""
+
+    __tablename__ = "bijlagen"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    media_type: Mapped[str] = mapped_column(String(100), nullable=False)
+    stored_at: Mapped[datetime] = mapped_column(nullable=False)
+
+
+class BerichtBijlage(Base):
+    """A Bericht's attachments: personal (inside the Bericht) or general (a shared MIME part)."""
+
+    __tablename__ = "bericht_bijlagen"
+
+    bericht_id: Mapped[str] = mapped_column(
+        ForeignKey("berichten.bericht_id", ondelete="CASCADE"), primary_key=True
+    )
+    soort: Mapped[str] = mapped_column(String(12), primary_key=True)  # persoonlijk / algemeen
+    volgorde: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("bijlagen.sha256"), nullable=False)
+    omschrijving: Mapped[str] = mapped_column(String(128), nullable=False)
+
+
+class EbmsMessage(Base):
+    """Every ebMS message received, with the answer it got, for duplicate elimination."""
+
+    __tablename__ = "ebms_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    from_oin: Mapped[str] = mapped_column(String(20), nullable=False)
+    message_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    cpa_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    conversation_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    action: Mapped[str] = mapped_column(String(255), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(nullable=False)
+    receipt_id: Mapped[str | None] = mapped_column(String(36))
+    # The synchronous HTTP answer, sent again unchanged when the same MessageId comes back.
+    answer_content_type: Mapped[str | None] = mapped_column(String(255))
+    answer_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    __table_args__ = (
+        UniqueConstraint("from_oin", "message_id", name="uq_ebms_messages_sender_id"),
+    )
+
+
+class OutboxMessage(Base):
+    """An ebMS message to deliver, stored before its first attempt and retried per its CPA."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    ref_to_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    cpa_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    to_oin: Mapped[str] = mapped_column(String(20), nullable=False)
+    endpoint: Mapped[str] = mapped_column(String(2000), nullable=False)
+    action: Mapped[str] = mapped_column(String(255), nullable=False)
+    content_type: Mapped[str] = mapped_column(String(255), nullable=False)
+    body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # A signal (Acknowledgment, MessageError) is done once delivered; a business message only
+    # once the peer acknowledged it.
+    needs_ack: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # pending/sent/delivered/failed
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    retry_interval_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    next_attempt_at: Mapped[datetime] = mapped_column(nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(nullable=False)
+    created_at: Mapped[datetime] = mapped_column(nullable=False)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)

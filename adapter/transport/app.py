@@ -8,19 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from adapter.berichtenbox import abonnementen
 from adapter.config import Config
+from adapter.ebms.cpa import CpaStore
 from adapter.lopende_zaken import stuf as lopende_zaken_stuf
 from adapter.lopende_zaken import wus as lopende_zaken
 from adapter.receipts import ReceiptSigner
 from adapter.soap.contract import PublishedContract
 from adapter.soap.schema import SchemaSet
 from adapter.soap.wus import WusService
+from adapter.store.blobs import BlobStore
 from adapter.store.db import Database
+from adapter.transport.ebms import EbmsEndpoint
 from adapter.transport.wus import HttpResult, WusEndpoint
 
 WUS_SERVICES: tuple[WusService, ...] = (
@@ -32,23 +34,26 @@ WUS_SERVICES: tuple[WusService, ...] = (
 StartResponse = Callable[..., Any]
 
 
+EBMS_PATH = "/berichtenbox/ebms"
+
+
+class Endpoint(Protocol):
+    def handle(self, environ: dict[str, Any]) -> HttpResult: ...
+
+
 @dataclass(frozen=True)
 class Route:
-    endpoint: WusEndpoint
+    endpoint: Endpoint
     contract: PublishedContract | None
 
 
 class AdapterApp:
-    def __init__(
-        self,
-        config: Config,
-        database: Database,
-        signer: ReceiptSigner,
-        contract_dir: Path | None = None,
-    ) -> None:
-        root = contract_dir or config.base_dir
+    def __init__(self, config: Config, database: Database, signer: ReceiptSigner) -> None:
+        root = config.base_dir
         schemas = SchemaSet(root / "xsd")
-        self.routes = {
+        self.database = database
+        self.signer = signer
+        self.routes: dict[str, Route] = {
             service.path: Route(
                 endpoint=WusEndpoint(service, config, database, signer, schemas),
                 contract=PublishedContract(
@@ -61,6 +66,15 @@ class AdapterApp:
             )
             for service in WUS_SERVICES
         }
+        ebms = EbmsEndpoint(
+            config,
+            database,
+            signer,
+            schemas,
+            CpaStore.load(config.ebms.cpa_dir),
+            BlobStore(config.ebms.blob_dir),
+        )
+        self.routes[EBMS_PATH] = Route(endpoint=ebms, contract=None)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         route = self.routes.get(environ.get("PATH_INFO", ""))

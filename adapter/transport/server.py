@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -67,8 +70,22 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
 
 
 def serve(config: Config) -> None:
+    """gunicorn for the mTLS port, and beside it (not in a worker) the scheduler process."""
     database = Database(config.database_url)
     database.create_schema()
     # Workers build their own engines after the fork; none may inherit this one's connections.
     database.dispose()
-    AdapterServer(config).run()
+    # A process of its own (not multiprocessing: gunicorn's forked workers would inherit its
+    # bookkeeping and try to join a process that is not their child when they exit).
+    scheduler = subprocess.Popen([sys.executable, "-m", "adapter.jobs.scheduler", str(config.file)])
+    master = os.getpid()
+    try:
+        AdapterServer(config).run()
+    finally:
+        # gunicorn workers are forked inside run() and leave through here as well.
+        if os.getpid() == master:
+            scheduler.terminate()
+            try:
+                scheduler.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                scheduler.kill()

@@ -1,0 +1,353 @@
+"""BerichtVerwerk: a batch of letters, each accepted or refused with its own VerwerkingsCode.
+
+Runs after the ebMS layer and the XSD check, inside the transaction that also stores the
+receipt. One bad Bericht never rejects the others; what is accepted is stored completely
+(letter, attachments by SHA-256) and becomes visible to the citizen at its PublicatieDatum.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from lxml import etree
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adapter.config import Organisation
+from adapter.receipts import BerichtUitkomst, Outcome
+from adapter.store.accounts import may_receive
+from adapter.store.blobs import BlobStore
+from adapter.store.models import Bericht, BerichtBijlage, Bijlage
+
+BATCH = "http://schemas.rdw.nl/GEB/BerichtVerwerkService/Types/2009/01"
+LETTER = "http://schemas.rdw.nl/GEB/BerichtenProsessor/Bericht/Types/2009/01"
+RESULT = "http://schemas.rdw.nl/GEB/BerichtVerwerkService/BerichtResultaat/Types/2009/01"
+EXTENSION = "urn:mijnoverheid-adapter:berichtenbox:1"
+NIL_GUID = "00000000-0000-0000-0000-000000000000"
+_B, _L, _X = f"{{{BATCH}}}", f"{{{LETTER}}}", f"{{{EXTENSION}}}"
+DATE_WINDOW = timedelta(days=13)
+
+
+class VerwerkingsCode(StrEnum):
+    VERWERKT = "Verwerkt"
+    TECHNISCH_PROBLEEM = "TechnischProbleem"
+    NIET_ACTIEF_OF_GEABONNEERD = "NietActiefOfGeabonneerd"
+    BERICHTTYPE_NIET_ONDERSTEUND = "BerichtTypeNietOndersteund"
+    PUBLICATIEDATUM_TE_VER = "PublicatieDatumLigtTeVerInDeToekomst"
+    AANMAAKDATUM_TE_VER = "AanmaakDatumLigtTeVerInHetVerleden"
+    BERICHT_BESTAAT_AL = "BerichtBestaatAl"
+    BIJLAGE_TE_GROOT = "BijlageTeGroot"
+    OIN_MISMATCH = "OinInCPAKomtNietOvereenMetOinInBericht"
+    XML_ONGELDIG = "XmlValidatieTegenXsdValtNegatiefUit"
+
+
+# Stadium per code (SPEC Part B) and the batch counter each code increments; codes without a
+# counter of their own count as a technical problem.
+STADIUM = {
+    VerwerkingsCode.VERWERKT: "NA",
+    VerwerkingsCode.NIET_ACTIEF_OF_GEABONNEERD: "ValidatieGebruiker",
+    VerwerkingsCode.BERICHTTYPE_NIET_ONDERSTEUND: "ValidatieBerichtType",
+    VerwerkingsCode.PUBLICATIEDATUM_TE_VER: "ValidatieBerichtType",
+    VerwerkingsCode.AANMAAKDATUM_TE_VER: "ValidatieBerichtType",
+}
+COUNTERS = (
+    ("AantalBerichtenSuccesvolVerwerkt", VerwerkingsCode.VERWERKT),
+    (
+        "AantalBerichtenGeenActieveBoxOfGeabonneertOpLeverancier",
+        VerwerkingsCode.NIET_ACTIEF_OF_GEABONNEERD,
+    ),
+    ("AantalBerichtenMetTechnischProbleem", VerwerkingsCode.TECHNISCH_PROBLEEM),
+    ("AantalBerichtenBerichtTypeNietCorrect", VerwerkingsCode.BERICHTTYPE_NIET_ONDERSTEUND),
+    ("AantalBerichtenPublicatieDatumNietCorrect", VerwerkingsCode.PUBLICATIEDATUM_TE_VER),
+    ("AantalBerichtenAanmaakDatumNietCorrect", VerwerkingsCode.AANMAAKDATUM_TE_VER),
+)
+_OWN_COUNTER = {code for _, code in COUNTERS}
+_PDF_TAIL = re.compile(rb"startxref\s+(\d+)\s+%%EOF\s*\Z")
+
+
+@dataclass(frozen=True)
+class BijlageLimits:
+    personal_bytes: int = 512_000  # 500 KiB as Logius counts it, decoded, per Bericht
+    general_bytes: int = 2_097_152  # 2 MiB, per Bericht
+
+
+@dataclass(frozen=True)
+class BerichtResultaat:
+    bericht_id: str
+    bericht_type: str
+    code: VerwerkingsCode
+    reden: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchResultaat:
+    batch_id: str
+    leverancier: str
+    received_at: datetime
+    processed_at: datetime
+    berichten: tuple[BerichtResultaat, ...] = field(default_factory=tuple)
+
+    def counters(self) -> dict[str, int]:
+        counted = Counter(
+            b.code if b.code in _OWN_COUNTER else VerwerkingsCode.TECHNISCH_PROBLEEM
+            for b in self.berichten
+        )
+        return {name: counted[code] for name, code in COUNTERS}
+
+    def outcome(self) -> Outcome:
+        """What the receipt records: every BerichtID with its code (and why, when refused)."""
+        return Outcome(
+            accepted=True,
+            berichten=tuple(
+                BerichtUitkomst(b.bericht_id, b.code.value, b.reden) for b in self.berichten
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    sender: Organisation  # the party that delivered the batch (From OIN)
+    leverancier: Organisation  # whose letters these are (BerichtLeverancierID)
+    received_at: datetime
+    ebms_message_id: str
+    general_attachments: Mapping[str, bytes]  # content-id -> bytes, resolved by the ebMS layer
+    limits: BijlageLimits
+
+
+def batch_failure(
+    batch_id: str | None, leverancier: str, code: VerwerkingsCode, reden: str, now: datetime
+) -> BatchResultaat:
+    """A whole-batch refusal: one entry with the nil GUID, as Logius answers it."""
+    return BatchResultaat(
+        batch_id=batch_id or NIL_GUID,
+        leverancier=leverancier,
+        received_at=now,
+        processed_at=now,
+        berichten=(BerichtResultaat(NIL_GUID, "", code, reden),),
+    )
+
+
+def _moment(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text.strip())
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # no offset reads as UTC
+
+
+def is_pdf(data: bytes) -> bool:
+    """A PDF by content: `%PDF-` header and a trailer whose startxref points into the file."""
+    if not data.startswith(b"%PDF-"):
+        return False
+    match = _PDF_TAIL.search(data[-2048:])
+    return match is not None and 0 < int(match.group(1)) < len(data)
+
+
+@dataclass
+class _Letter:
+    element: etree._Element
+    bericht_id: str
+    bericht_type: str
+    personal: list[tuple[int, str, bytes]]  # volgorde, omschrijving, content
+    general: list[tuple[int, str, bytes]]
+
+
+def _read_letter(element: etree._Element, general: Mapping[str, bytes]) -> _Letter:
+    info = _child(element, f"{_L}BerichtInformatie")
+    personal = [
+        (
+            int(b.findtext(f"{_L}Volgorde") or 0),
+            b.findtext(f"{_L}Omschrijving") or "",
+            base64.b64decode("".join((b.findtext(f"{_L}Inhoud") or "").split()), validate=True),
+        )
+        for b in element.iterfind(f"{_L}Bijlagen/{_L}Bijlage")
+    ]
+    shared = [
+        (
+            int(b.findtext(f"{_X}Volgorde") or 0),
+            b.findtext(f"{_X}Omschrijving") or "",
+            general[_cid(b.findtext(f"{_X}Referentie") or "")],
+        )
+        for b in element.iterfind(f"{_X}AlgemeneBijlagen/{_X}AlgemeneBijlage")
+    ]
+    return _Letter(
+        element,
+        (info.findtext(f"{_L}BerichtID") or "").lower(),
+        info.findtext(f"{_L}BerichtType") or "",
+        personal,
+        shared,
+    )
+
+
+def _child(parent: etree._Element, tag: str) -> etree._Element:
+    found = parent.find(tag)
+    if found is None:  # the schema requires it; reaching this means it was not checked
+        raise ValueError(f"{tag} ontbreekt in een niet gevalideerde batch")
+    return found
+
+
+def _cid(reference: str) -> str:
+    return reference[4:] if reference.startswith("cid:") else reference
+
+
+def general_references(batch: etree._Element) -> set[str]:
+    """Every content-id the batch's AlgemeneBijlagen refer to (the ebMS layer resolves them)."""
+    return {_cid(r.text or "") for r in batch.iter(f"{_X}Referentie")}
+
+
+def _judge(
+    letter: _Letter,
+    ctx: BatchContext,
+    aanmaak: datetime,
+    allowed: Mapping[str, bool],
+    taken: set[str],
+) -> tuple[VerwerkingsCode, str | None]:
+    info = _child(letter.element, f"{_L}BerichtInformatie")
+    if letter.bericht_id in taken:
+        return VerwerkingsCode.BERICHT_BESTAAT_AL, None
+    if letter.bericht_type not in ctx.leverancier.bericht_types:
+        return (
+            VerwerkingsCode.BERICHTTYPE_NIET_ONDERSTEUND,
+            f"BerichtType {letter.bericht_type} is niet toegekend",
+        )
+    if ctx.received_at - aanmaak > DATE_WINDOW:
+        return (
+            VerwerkingsCode.AANMAAKDATUM_TE_VER,
+            "AanmaakDatum ligt meer dan 13 dagen in het verleden",
+        )
+    publicatie = _moment(info.findtext(f"{_L}PublicatieDatum"))
+    if publicatie is not None and publicatie - ctx.received_at > DATE_WINDOW:
+        return (
+            VerwerkingsCode.PUBLICATIEDATUM_TE_VER,
+            "PublicatieDatum ligt meer dan 13 dagen in de toekomst",
+        )
+    if not allowed.get((info.findtext(f"{_L}GebruikerID") or "").strip(), False):
+        return VerwerkingsCode.NIET_ACTIEF_OF_GEABONNEERD, None
+    if sum(len(content) for _, _, content in letter.personal) > ctx.limits.personal_bytes:
+        return (
+            VerwerkingsCode.BIJLAGE_TE_GROOT,
+            f"persoonlijke bijlagen samen groter dan {ctx.limits.personal_bytes} bytes",
+        )
+    if sum(len(content) for _, _, content in letter.general) > ctx.limits.general_bytes:
+        return (
+            VerwerkingsCode.BIJLAGE_TE_GROOT,
+            f"algemene bijlagen samen groter dan {ctx.limits.general_bytes} bytes",
+        )
+    for soort, bijlagen in (("persoonlijke", letter.personal), ("algemene", letter.general)):
+        for volgorde, _, content in bijlagen:
+            if not is_pdf(content):
+                return VerwerkingsCode.TECHNISCH_PROBLEEM, f"{soort} bijlage {volgorde} is geen PDF"
+    return VerwerkingsCode.VERWERKT, None
+
+
+def _store(
+    session: Session, blobs: BlobStore, letter: _Letter, ctx: BatchContext, batch_id: str, bsn: str
+) -> None:
+    info = _child(letter.element, f"{_L}BerichtInformatie")
+    publicatie = _moment(info.findtext(f"{_L}PublicatieDatum"))
+    session.add(
+        Bericht(
+            bericht_id=letter.bericht_id,
+            batch_id=batch_id,
+            leverancier_oin=ctx.leverancier.oin,
+            bsn=bsn,
+            bericht_type=letter.bericht_type,
+            onderwerp=info.findtext(f"{_L}Onderwerp") or "",
+            tekst=info.findtext(f"{_L}BerichtTekst"),
+            referentie=info.findtext(f"{_L}Referentie"),
+            eind_datum_handelingstermijn=_moment(info.findtext(f"{_L}EindDatumHandelingsTermijn")),
+            visible_from=max(publicatie, ctx.received_at) if publicatie else ctx.received_at,
+            received_at=ctx.received_at,
+            ebms_message_id=ctx.ebms_message_id,
+        )
+    )
+    for soort, bijlagen in (("persoonlijk", letter.personal), ("algemeen", letter.general)):
+        for volgorde, omschrijving, content in bijlagen:
+            digest = blobs.put(content)
+            if session.get(Bijlage, digest) is None:
+                session.add(
+                    Bijlage(
+                        sha256=digest,
+                        size=len(content),
+                        media_type="application/pdf",
+                        stored_at=ctx.received_at,
+                    )
+                )
+                session.flush()
+            session.add(
+                BerichtBijlage(
+                    bericht_id=letter.bericht_id,
+                    soort=soort,
+                    volgorde=volgorde,
+                    sha256=digest,
+                    omschrijving=omschrijving,
+                )
+            )
+
+
+def verwerk(
+    session: Session, blobs: BlobStore, batch: etree._Element, ctx: BatchContext
+) -> BatchResultaat:
+    """Judge and store every Bericht of an XSD-valid batch; returns the code of each."""
+    info = _child(batch, f"{_B}BatchInformatie")
+    batch_id = (info.findtext(f"{_B}BatchID") or "").lower()
+    aanmaak = _moment(info.findtext(f"{_B}AanmaakDatum")) or ctx.received_at
+    # The schema has checked the base64, and the ebMS layer every general attachment's cid.
+    letters = [
+        _read_letter(element, ctx.general_attachments) for element in batch.iterfind(f"{_L}Bericht")
+    ]
+    bsns = [
+        (lt.element.findtext(f"{_L}BerichtInformatie/{_L}GebruikerID") or "").strip()
+        for lt in letters
+    ]
+    allowed = may_receive(session, bsns, ctx.leverancier.oin, ctx.leverancier.by_law)
+    ids = [lt.bericht_id for lt in letters]
+    taken = set(session.scalars(select(Bericht.bericht_id).where(Bericht.bericht_id.in_(ids))))
+    results = []
+    for letter, bsn in zip(letters, bsns, strict=True):
+        code, reden = _judge(letter, ctx, aanmaak, allowed, taken)
+        if code is VerwerkingsCode.VERWERKT:
+            _store(session, blobs, letter, ctx, batch_id, bsn)
+        results.append(BerichtResultaat(letter.bericht_id, letter.bericht_type, code, reden))
+        # A BerichtID offered twice in one batch: the second is a repeat of the first.
+        taken.add(letter.bericht_id)
+    session.flush()
+    return BatchResultaat(
+        batch_id=batch_id,
+        leverancier=ctx.leverancier.oin,
+        received_at=ctx.received_at,
+        processed_at=datetime.now(UTC),
+        berichten=tuple(results),
+    )
+
+
+def _timestamp(moment: datetime) -> str:
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def response_element(result: BatchResultaat) -> etree._Element:
+    """The BerichtVerwerkResponse: root and Bericht qualified, everything else unqualified."""
+    root = etree.Element(f"{_B}BerichtVerwerkResponse", nsmap={"bvs": BATCH, "br": RESULT})
+    info = etree.SubElement(root, "BatchInformatie")
+    etree.SubElement(info, "BerichtLeverancierCode").text = result.leverancier
+    etree.SubElement(info, "BatchID").text = result.batch_id
+    etree.SubElement(info, "TotaalAantalOntvangenBerichten").text = str(len(result.berichten))
+    for name, count in result.counters().items():
+        etree.SubElement(info, name).text = str(count)
+    etree.SubElement(info, "DatumOntvangen").text = _timestamp(result.received_at)
+    etree.SubElement(info, "DatumVerwerkt").text = _timestamp(result.processed_at)
+    berichten = etree.SubElement(root, "Berichten")
+    for bericht in result.berichten:
+        entry = etree.SubElement(berichten, f"{{{RESULT}}}Bericht")
+        etree.SubElement(entry, "BerichtID").text = bericht.bericht_id
+        etree.SubElement(entry, "BerichtType").text = bericht.bericht_type
+        etree.SubElement(entry, "VerwerkingsCode").text = bericht.code.value
+        etree.SubElement(entry, "Stadium").text = STADIUM.get(bericht.code, "StoreMessage")
+    return root

@@ -1,0 +1,151 @@
+"""A small mTLS ebMS endpoint on the organisation's side: receives and acknowledges messages.
+
+`dk-adapter send --receive-on HOST:PORT` runs it to wait for the asynchronous
+BerichtVerwerkResponse; tests run it as the peer whose outages the outbox must survive.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from lxml import etree
+
+from adapter.ebms.message import MessageHeader, acknowledgment, read_header
+from adapter.ebms.mime import Package, parse_package
+from adapter.soap.xml import parse_untrusted
+
+log = logging.getLogger("adapter.receiver")
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    header: MessageHeader
+    envelope: etree._Element
+    package: Package
+    peer_certificate: bytes | None
+
+    def payload(self) -> bytes | None:
+        """The first payload the Manifest refers to."""
+        return (
+            self.package.attachment(self.header.manifest[0]).body if self.header.manifest else None
+        )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the receiver answers: an HTTP status, or dropping the connection unanswered."""
+
+    status: int = 200
+    drop: bool = False
+
+
+ACKNOWLEDGE = Reply()
+Responder = Callable[[ReceivedMessage], Reply]
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    context: ssl.SSLContext
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        return self.context.wrap_socket(connection, server_side=True), address
+
+
+class _Handler(WSGIRequestHandler):
+    def get_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environ()
+        environ["dk_adapter.connection"] = self.connection
+        return environ
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format, *args)
+
+
+def server_context(certificate: Path, key: Path, trust_anchors: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(certificate), str(key))
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(str(trust_anchors))
+    return context
+
+
+class EbmsReceiver:
+    """Serves in a background thread; received messages are put on `self.received`."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        certificate: Path,
+        key: Path,
+        trust_anchors: Path,
+        responder: Responder | None = None,
+    ) -> None:
+        self.received: queue.Queue[ReceivedMessage] = queue.Queue()
+        self.responder = responder or (lambda _message: ACKNOWLEDGE)
+        self.attempts = 0
+        self._server = make_server(
+            host, port, self._app, server_class=_Server, handler_class=_Handler
+        )
+        self._server.context = server_context(certificate, key, trust_anchors)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="ebms-receiver", daemon=True
+        )
+
+    def __enter__(self) -> EbmsReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        self.attempts += 1
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        connection = environ["dk_adapter.connection"]
+        try:
+            package = parse_package(environ.get("CONTENT_TYPE", ""), body)
+            envelope = parse_untrusted(package.soap.body)
+            header = read_header(envelope)
+        except Exception as exc:
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [f"not an ebMS message: {exc}".encode()]
+        peer = (
+            connection.getpeercert(binary_form=True)
+            if isinstance(connection, ssl.SSLSocket)
+            else None
+        )
+        message = ReceivedMessage(header, envelope, package, peer)
+        reply = self.responder(message)
+        if reply.drop:
+            connection.shutdown(socket.SHUT_RDWR)
+            return []
+        if reply.status != 200:
+            start_response(f"{reply.status} Unavailable", [("Content-Type", "text/plain")])
+            return [b"try again later\n"]
+        self.received.put(message)
+        if header.service == "urn:oasis:names:tc:ebxml-msg:service":
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+            return [b""]
+        _, ack = acknowledgment(header, datetime.now(UTC))
+        start_response(
+            "200 OK",
+            [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(ack)))],
+        )
+        return [ack]

@@ -1,0 +1,449 @@
+"""BerichtVerwerk over ebMS 2.0 end to end: real mTLS, a real peer for the asynchronous result.
+
+Gemeente Voorbeeldstad's CPA has syncReplyMode mshSignalsOnly (the Acknowledgment comes back
+in the HTTP answer); Gemeente Strikt's has none (the Acknowledgment comes as its own message).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from lxml import etree
+
+from adapter.ebms.message import EB, error_of
+from adapter.ebms.mime import build_package
+from adapter.ebms.receiver import ACKNOWLEDGE, EbmsReceiver, ReceivedMessage, Reply
+from adapter.ebms.sender import batch_request
+from adapter.receipts import verify
+from tests.berichtverwerk_samples import NIL_GUID, batch_xml, minimal_pdf
+from tests.conftest import BELASTINGDIENST, GEMEENTE, STRIKT, Pki, Server
+from tests.soap_helpers import verify_with_libxmlsec
+
+MIJNOVERHEID = "00000004003214345001"
+SUBSCRIBED, NOT_SUBSCRIBED = "999993653", "999990019"
+BUSINESS_TABLES = ("berichten", "bericht_bijlagen", "bijlagen")
+
+
+def cpa_id(oin: str) -> str:
+    return f"MIJNOVERHEID-EBMS-BB-2-0_{oin}_{MIJNOVERHEID}_1"
+
+
+@dataclass
+class Sent:
+    message_id: str
+    response: requests.Response
+    document: etree._Element | None
+    root: Path
+
+    @property
+    def codes(self) -> dict[str, str]:
+        """BerichtID -> VerwerkingsCode as the (verified) receipt in the answer records them."""
+        assert self.document is not None
+        receipt = verify(self.document, self.root).receipt
+        return {b.bericht_id: b.verwerkingscode for b in receipt.outcome.berichten}
+
+
+def send(
+    server: Server,
+    pki: Pki,
+    payload: bytes,
+    *,
+    oin: str = GEMEENTE,
+    general: list[tuple[str, bytes]] = (),  # type: ignore[assignment]
+    soap_edit: tuple[bytes, bytes] | None = None,
+    package_edit: Any = None,
+    message_id: tuple[str, bytes] | None = None,
+) -> Sent:
+    """POST a GLOBE-R-BV-Request as the organisation's MSH would."""
+    if message_id is None:
+        message_id = batch_request(
+            oin, MIJNOVERHEID, cpa_id(oin), "batch@test", [c for c, _ in general], datetime.now(UTC)
+        )
+    ebms_id, soap = message_id
+    if soap_edit is not None:
+        assert soap_edit[0] in soap, soap_edit
+        soap = soap.replace(*soap_edit)
+    parts = [("batch@test", "text/xml; charset=UTF-8", payload)] + [
+        (c, "application/pdf", b) for c, b in general
+    ]
+    content_type, body = build_package(soap, parts)
+    if package_edit is not None:
+        content_type, body = package_edit(content_type, body)
+    response = requests.post(
+        f"{server.url}/berichtenbox/ebms",
+        data=body,
+        headers={"Content-Type": content_type, "SOAPAction": '"ebXML"'},
+        cert=pki.clients[oin].pair,
+        verify=str(pki.root),
+        timeout=60,
+    )
+    document = etree.fromstring(response.content) if response.content.strip() else None
+    return Sent(ebms_id, response, document, pki.root)
+
+
+@pytest.fixture(scope="module")
+def peer(server: Server, pki: Pki) -> Iterator[Peer]:
+    peer = Peer(server, pki)
+    with peer.receiver:
+        yield peer
+
+
+class Peer:
+    """The organisations' ebMS endpoint (one port for all CPAs), with switchable outages."""
+
+    def __init__(self, server: Server, pki: Pki) -> None:
+        client = pki.clients[GEMEENTE]
+        self.outages: dict[str, list[Reply]] = {}  # RefToMessageId -> replies before success
+        self.seen: list[ReceivedMessage] = []
+        self.receiver = EbmsReceiver(
+            "127.0.0.1", server.peer_port, client.certificate, client.key, pki.root, self.reply
+        )
+        self.lock = threading.Lock()
+
+    def reply(self, message: ReceivedMessage) -> Reply:
+        with self.lock:
+            replies = self.outages.get(message.header.ref_to_message_id or "", [])
+            return replies.pop(0) if replies else ACKNOWLEDGE
+
+    def wait_for(self, action: str, ref_to: str, timeout: float = 30) -> ReceivedMessage:
+        """The message with this action answering `ref_to`, whenever it arrived."""
+        deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+        while True:
+            for message in self.seen:
+                if message.header.action == action and message.header.ref_to_message_id == ref_to:
+                    return message
+            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            try:
+                self.seen.append(self.receiver.received.get(timeout=max(remaining, 0.01)))
+            except queue.Empty:
+                raise AssertionError(f"no {action} for {ref_to} within {timeout}s") from None
+
+
+def result_codes(message: ReceivedMessage) -> tuple[dict[str, str], dict[str, str]]:
+    """Counters and BerichtID -> VerwerkingsCode of a BerichtVerwerkResponse."""
+    response = etree.fromstring(message.payload() or b"")
+    counters = {c.tag: c.text or "" for c in response.find("BatchInformatie")}
+    codes = {
+        b.findtext("BerichtID"): b.findtext("VerwerkingsCode") for b in response.iter("{*}Bericht")
+    }
+    return counters, codes  # type: ignore[return-value]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
+def ids(n: int) -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(n)]
+
+
+# --- the happy path and per-Bericht codes ------------------------------------------------------
+
+
+def test_a_mixed_batch_gets_a_code_per_bericht_and_only_the_good_ones_are_stored(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    good, unsubscribed, wrong_type, late, not_pdf = ids(5)
+    now = datetime.now(UTC)
+    payload = batch_xml(
+        [
+            {"BerichtID": good, "bijlagen": [(minimal_pdf(10_000), "Beschikking")]},
+            {"BerichtID": unsubscribed, "GebruikerID": NOT_SUBSCRIBED},
+            {"BerichtID": wrong_type, "BerichtType": "AANSLAG"},
+            {"BerichtID": late, "PublicatieDatum": now + timedelta(days=13, minutes=5)},
+            {"BerichtID": not_pdf, "bijlagen": [(b"PK\x03\x04 not a pdf" * 50, "renamed.pdf")]},
+        ]
+    )
+    before = server.count("berichten")
+    sent = send(server, pki, payload)
+    assert sent.response.status_code == 200
+    assert sent.document is not None and error_of(sent.document) is None
+    assert (
+        sent.document.find(f".//{{{EB}}}Acknowledgment/{{{EB}}}RefToMessageId").text
+        == sent.message_id
+    )
+    verify_with_libxmlsec(sent.document, pki.root)
+    expected = {
+        good: "Verwerkt",
+        unsubscribed: "NietActiefOfGeabonneerd",
+        wrong_type: "BerichtTypeNietOndersteund",
+        late: "PublicatieDatumLigtTeVerInDeToekomst",
+        not_pdf: "TechnischProbleem",
+    }
+    assert sent.codes == expected
+    assert server.count("berichten") == before + 1
+    assert server.count("berichten", f"bericht_id = '{good}'") == 1
+
+    result = peer.wait_for("GLOBE-R-BV-Result", sent.message_id)
+    counters, codes = result_codes(result)
+    assert codes == expected
+    assert counters["TotaalAantalOntvangenBerichten"] == "5"
+    assert counters["AantalBerichtenSuccesvolVerwerkt"] == "1"
+    assert counters["AantalBerichtenMetTechnischProbleem"] == "1"
+    assert (
+        result.header.from_party.value == MIJNOVERHEID and result.header.to_party.value == GEMEENTE
+    )
+    verify_with_libxmlsec(result.envelope, pki.root)
+
+
+def test_a_bericht_id_already_stored_gets_bericht_bestaat_al(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    (bericht_id,) = ids(1)
+    first = send(server, pki, batch_xml([{"BerichtID": bericht_id}]))
+    again = send(server, pki, batch_xml([{"BerichtID": bericht_id}]))
+    assert first.codes == {bericht_id: "Verwerkt"}
+    assert again.codes == {bericht_id: "BerichtBestaatAl"}
+    assert server.count("berichten", f"bericht_id = '{bericht_id}'") == 1
+
+
+def test_a_by_law_organisation_reaches_an_account_without_opt_in(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    (bericht_id,) = ids(1)
+    payload = batch_xml(
+        [{"BerichtID": bericht_id, "GebruikerID": NOT_SUBSCRIBED, "BerichtType": "AANSLAG"}],
+        leverancier=BELASTINGDIENST,
+    )
+    sent = send(server, pki, payload, oin=BELASTINGDIENST)
+    # Belastingdienst's CPA has syncReplyMode none: the Acknowledgment comes as its own message.
+    assert sent.response.status_code == 200 and sent.document is None
+    ack = peer.wait_for("Acknowledgment", sent.message_id)
+    assert verify(ack.envelope, pki.root).receipt.outcome.berichten[0].verwerkingscode == "Verwerkt"
+    _, codes = result_codes(peer.wait_for("GLOBE-R-BV-Result", sent.message_id))
+    assert codes == {bericht_id: "Verwerkt"}
+
+
+# --- attachment limits ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("personal", "general", "code"),
+    [
+        ([512_000 - 400, 400], [], "Verwerkt"),
+        ([512_001 - 400, 400], [], "BijlageTeGroot"),
+        ([], [2_097_152], "Verwerkt"),
+        ([], [1_048_576, 1_048_577], "BijlageTeGroot"),
+    ],
+    ids=["personal-512000", "personal-512001", "general-2097152", "general-2097153"],
+)
+def test_attachment_sizes_are_judged_per_bericht_at_the_exact_limit(
+    server: Server, pki: Pki, peer: Peer, personal: list[int], general: list[int], code: str
+) -> None:
+    bericht_id, other = ids(2)
+    parts = [(f"alg-{n}@test", minimal_pdf(size)) for n, size in enumerate(general)]
+    payload = batch_xml(
+        [
+            {
+                "BerichtID": bericht_id,
+                "bijlagen": [
+                    (minimal_pdf(size), f"bijlage {n}") for n, size in enumerate(personal)
+                ],
+                "algemene": [(cid, f"folder {n}") for n, (cid, _) in enumerate(parts)],
+            },
+            {"BerichtID": other},
+        ]
+    )
+    before = server.counts(*BUSINESS_TABLES)
+    sent = send(server, pki, payload, general=parts)
+    assert sent.codes == {bericht_id: code, other: "Verwerkt"}
+    stored = server.count("berichten", f"bericht_id = '{bericht_id}'")
+    assert stored == (1 if code == "Verwerkt" else 0)
+    if code != "Verwerkt":  # nothing of the refused Bericht, only the other one
+        assert server.count("bericht_bijlagen", f"bericht_id = '{bericht_id}'") == 0
+        assert server.counts("berichten")["berichten"] == before["berichten"] + 1
+
+
+def test_general_attachments_shared_by_a_batch_are_stored_once(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    folder = minimal_pdf(50_000)
+    berichten = [{"BerichtID": i, "algemene": [("folder@test", "Folder")]} for i in ids(3)]
+    before = server.count("bijlagen")
+    sent = send(server, pki, batch_xml(berichten), general=[("folder@test", folder)])
+    assert set(sent.codes.values()) == {"Verwerkt"}
+    assert server.count("bijlagen") == before + 1
+    assert server.count("bericht_bijlagen", "soort = 'algemeen'") >= 3
+
+
+@pytest.mark.parametrize(
+    "berichten",
+    [
+        [{"bijlagen": [(minimal_pdf(400), f"b{n}") for n in range(3)]}],
+        [{"algemene": [(f"a{n}@test", f"a{n}") for n in range(4)]}],
+        [{"SoortGebruiker": "Bedrijf"}],
+    ],
+    ids=["3-personal", "4-general", "not-schema"],
+)
+def test_a_batch_failing_the_schema_is_refused_whole(
+    server: Server, pki: Pki, peer: Peer, berichten: list[dict[str, Any]]
+) -> None:
+    parts = [(f"a{n}@test", minimal_pdf(400)) for n in range(4)]
+    before = server.counts(*BUSINESS_TABLES)
+    sent = send(server, pki, batch_xml([*berichten, {}]), general=parts)
+    assert sent.codes == {NIL_GUID: "XmlValidatieTegenXsdValtNegatiefUit"}
+    assert server.counts(*BUSINESS_TABLES) == before
+    counters, codes = result_codes(peer.wait_for("GLOBE-R-BV-Result", sent.message_id))
+    assert codes == {NIL_GUID: "XmlValidatieTegenXsdValtNegatiefUit"}
+    assert counters["AantalBerichtenMetTechnischProbleem"] == "1"
+
+
+def test_a_leverancier_that_is_not_the_sender_gets_oin_mismatch(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    before = server.counts(*BUSINESS_TABLES)
+    sent = send(server, pki, batch_xml([{}], leverancier=BELASTINGDIENST))
+    assert sent.codes == {NIL_GUID: "OinInCPAKomtNietOvereenMetOinInBericht"}
+    assert server.counts(*BUSINESS_TABLES) == before
+
+
+# --- the ebMS layer ------------------------------------------------------------------------
+
+
+def _bad_boundary(content_type: str, body: bytes) -> tuple[str, bytes]:
+    return content_type.replace('boundary="', 'boundary="x'), body
+
+
+def _drop_payload(content_type: str, body: bytes) -> tuple[str, bytes]:
+    return content_type, body.replace(b"Content-ID: <batch@test>", b"Content-ID: <other@test>")
+
+
+@pytest.mark.parametrize(
+    ("soap_edit", "package_edit", "code"),
+    [
+        ((f">{GEMEENTE}<".encode(), f">{STRIKT}<".encode()), None, "SecurityFailure"),
+        ((cpa_id(GEMEENTE).encode(), b"ONBEKENDE-CPA"), None, "ValueNotRecognized"),
+        (
+            (b"urn:osb:services:MIJNOVERHEID.ebMS.BB.2.0<", b"urn:osb:services:IETS.ANDERS<"),
+            None,
+            "Inconsistent",
+        ),
+        ((b"GLOBE-R-BV-Request<", b"GLOBE-R-XX-Request<"), None, "ValueNotRecognized"),
+        (
+            (
+                b'eb:type="urn:osb:oin">' + GEMEENTE.encode(),
+                b'eb:type="urn:osb:kvk">' + GEMEENTE.encode(),
+            ),
+            None,
+            "Inconsistent",
+        ),
+        (None, _drop_payload, "MimeProblem"),
+        (None, _bad_boundary, "MimeProblem"),
+        ((b"cid:batch@test", b"cid:nergens@test"), None, "MimeProblem"),
+    ],
+    ids=[
+        "oin-mismatch",
+        "unknown-cpa",
+        "wrong-service",
+        "wrong-action",
+        "partyid-type",
+        "missing-part",
+        "bad-boundary",
+        "wrong-cid",
+    ],
+)
+def test_ebms_layer_problems_get_a_message_error_and_nothing_is_stored(
+    server: Server, pki: Pki, soap_edit: tuple[bytes, bytes] | None, package_edit: Any, code: str
+) -> None:
+    before = server.counts(*BUSINESS_TABLES, "ebms_messages", "outbox")
+    refusals = server.count("receipts", "outcome = 'Geweigerd'")
+    sent = send(server, pki, batch_xml([{}]), soap_edit=soap_edit, package_edit=package_edit)
+    assert sent.response.status_code == 200
+    assert sent.document is not None
+    error = error_of(sent.document)
+    assert error is not None and error[0] == code, error
+    verify_with_libxmlsec(sent.document, pki.root)
+    assert server.counts(*BUSINESS_TABLES, "ebms_messages", "outbox") == before
+    assert server.count("receipts", "outcome = 'Geweigerd'") == refusals + 1
+
+
+# --- duplicate elimination ----------------------------------------------------------------------
+
+
+def test_a_replayed_message_id_gets_the_identical_stored_answer(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    payload = batch_xml([{}])
+    message = batch_request(
+        GEMEENTE, MIJNOVERHEID, cpa_id(GEMEENTE), "batch@test", [], datetime.now(UTC)
+    )
+    first = send(server, pki, payload, message_id=message)
+    before = server.counts(*BUSINESS_TABLES, "receipts", "outbox")
+    again = send(server, pki, payload, message_id=message)
+    assert again.response.content == first.response.content
+    assert server.counts(*BUSINESS_TABLES, "receipts", "outbox") == before
+
+
+def test_the_same_message_id_sent_concurrently_is_processed_once(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    payload = batch_xml([{}, {}])
+    message = batch_request(
+        GEMEENTE, MIJNOVERHEID, cpa_id(GEMEENTE), "batch@test", [], datetime.now(UTC)
+    )
+    before = server.counts(*BUSINESS_TABLES, "receipts", "outbox")
+    barrier = threading.Barrier(6)
+
+    def post(_: int) -> bytes:
+        barrier.wait()
+        return send(server, pki, payload, message_id=message).response.content
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = set(pool.map(post, range(6)))
+    assert len(answers) == 1
+    after = server.counts(*BUSINESS_TABLES, "receipts", "outbox")
+    assert after["berichten"] == before["berichten"] + 2
+    assert after["receipts"] == before["receipts"] + 1
+    assert after["outbox"] == before["outbox"] + 1  # one result, no second
+
+
+# --- reliable delivery of the asynchronous result --------------------------------------------
+
+
+def test_the_result_is_retried_through_503_and_dropped_connections(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    message = batch_request(
+        GEMEENTE, MIJNOVERHEID, cpa_id(GEMEENTE), "batch@test", [], datetime.now(UTC)
+    )
+    with peer.lock:
+        peer.outages[message[0]] = [Reply(status=503), Reply(drop=True), Reply(status=503)]
+    sent = send(server, pki, batch_xml([{}]), message_id=message)
+    result = peer.wait_for("GLOBE-R-BV-Result", sent.message_id, timeout=40)
+    assert result_codes(result)[1]
+    # Three failed attempts, each retried after the CPA's RetryInterval, then delivered.
+    where = f"ref_to_message_id = '{sent.message_id}' AND action = 'GLOBE-R-BV-Result'"
+    wait_until(lambda: server.count("outbox", f"{where} AND status = 'delivered'") == 1)
+    assert server.count("outbox", f"{where} AND attempts = 4") == 1
+
+
+def test_delivery_continues_after_a_restart_of_the_adapter(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    message = batch_request(
+        GEMEENTE, MIJNOVERHEID, cpa_id(GEMEENTE), "batch@test", [], datetime.now(UTC)
+    )
+    with peer.lock:  # down for the whole first life of the adapter
+        peer.outages[message[0]] = [Reply(status=503)] * 100
+    sent = send(server, pki, batch_xml([{}]), message_id=message)
+    where = f"ref_to_message_id = '{sent.message_id}' AND action = 'GLOBE-R-BV-Result'"
+    wait_until(lambda: server.count("outbox", f"{where} AND attempts >= 2") == 1)
+    server.restart()
+    with peer.lock:
+        peer.outages.clear()
+    peer.wait_for("GLOBE-R-BV-Result", sent.message_id, timeout=40)
+    wait_until(lambda: server.count("outbox", f"{where} AND status = 'delivered'") == 1)
