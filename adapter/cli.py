@@ -134,37 +134,21 @@ def _print_receipt(document: etree._Element, root: Path) -> bool:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    import queue
-    from datetime import UTC, datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from adapter.ebms.message import error_of
-    from adapter.ebms.mime import build_package, parse_package
     from adapter.ebms.receiver import EbmsReceiver
-    from adapter.ebms.sender import BerichtSpec, batch_request, build_batch
-    from adapter.pki.identity import read_identity
+    from adapter.ebms.sender import BerichtSpec, build_batch, deliver, wait_for_result
     from adapter.soap.client import MtlsClient
-    from adapter.soap.xml import parse_untrusted
 
     root = Path(args.ca)
-    with MtlsClient(
-        Path(args.cert), Path(args.key) if args.key else None, root, args.password
-    ) as client:
-        leaf = x509.load_pem_x509_certificates(client.certificate_file.read_bytes())[0]
-        from_oin = read_identity(leaf.public_bytes(Encoding.DER)).oin
-        if from_oin is None:
-            print("error: the certificate carries no OIN", file=sys.stderr)
-            return 2
-        now = datetime.now(UTC)
+    key = Path(args.key) if args.key else None
+    with MtlsClient(Path(args.cert), key, root, args.password) as client:
+        from_oin = client.oin()
         general = [
             (f"algemeen-{n}@{from_oin}", Path(f).read_bytes())
             for n, f in enumerate(args.general, 1)
         ]
         if args.batch:
             payload = Path(args.batch).read_bytes()
-        else:
+        elif args.bsn and args.type and args.subject:
             spec = BerichtSpec(
                 bsn=args.bsn,
                 bericht_type=args.type,
@@ -176,66 +160,66 @@ def cmd_send(args: argparse.Namespace) -> int:
                     for f, (cid, _) in zip(args.general, general, strict=True)
                 ],
             )
-            payload = build_batch(from_oin, [spec], now)
-        cpa_id = args.cpa_id or f"MIJNOVERHEID-EBMS-BB-2-0_{from_oin}_{args.to}_1"
-        payload_cid = f"batch@{from_oin}"
-        message_id, soap = batch_request(
-            from_oin, args.to, cpa_id, payload_cid, [c for c, _ in general], now
-        )
-        parts = [(payload_cid, "text/xml; charset=UTF-8", payload)]
-        parts += [(cid, "application/pdf", content) for cid, content in general]
-        content_type, body = build_package(soap, parts)
+            payload = build_batch(from_oin, [spec])
+        else:
+            print("error: give --batch FILE, or --bsn, --type and --subject", file=sys.stderr)
+            return 2
         receiver = None
         if args.receive_on:
             host, _, port = args.receive_on.rpartition(":")
             receiver = EbmsReceiver(host, int(port), client.certificate_file, client.key_file, root)
             receiver.__enter__()
         try:
-            print(f"sending {message_id} ({len(body)} bytes) to {args.endpoint}")
-            response = client.post(args.endpoint, body, content_type, "ebXML")
-            print(f"HTTP {response.status_code}")
-            ok = True
-            if response.content.strip():
-                answer = parse_untrusted(
-                    parse_package(
-                        response.headers.get("Content-Type", "text/xml"), response.content
-                    ).soap.body
-                )
-                error = error_of(answer)
-                if error is not None:
-                    print(f"MessageError {error[0]}: {error[1]}")
-                    ok = False
-                else:
-                    print("Acknowledgment received")
-                ok = _print_receipt(answer, root) and ok
+            delivery = deliver(client, args.endpoint, args.to, args.cpa_id, payload, general)
+            print(f"sent {delivery.message_id}, {delivery.size} bytes: HTTP {delivery.http_status}")
+            ok = delivery.error is None and delivery.http_status == 200
+            if delivery.error is not None:
+                print(f"MessageError {delivery.error[0]}: {delivery.error[1]}")
+            elif delivery.answer is not None:
+                print("Acknowledgment received")
             else:
                 print("no synchronous answer (syncReplyMode none): the Acknowledgment follows")
-            if receiver is not None:
-                print(f"waiting up to {args.timeout}s for the result on {args.receive_on} ...")
-                try:
-                    while True:
-                        message = receiver.received.get(timeout=args.timeout)
-                        if (
-                            message.header.ref_to_message_id == message_id
-                            and message.header.action != "Acknowledgment"
-                        ):
-                            break
-                except queue.Empty:
+            if delivery.answer is not None:
+                ok = _print_receipt(delivery.answer, root) and ok
+            if receiver is not None and ok:
+                print(f"waiting up to {args.timeout:g}s for the result on {args.receive_on} ...")
+                result = wait_for_result(receiver, delivery.message_id, args.timeout)
+                if result is None:
                     print("no BerichtVerwerkResponse arrived in time")
                     return 1
-                print(f"{message.header.action} received and acknowledged")
-                result = parse_untrusted(message.payload() or b"<leeg/>")
-                for counter in (
-                    result.find("BatchInformatie")
-                    if result.find("BatchInformatie") is not None
-                    else ()
-                ):
+                print("BerichtVerwerkResponse received and acknowledged")
+                response = etree.fromstring(result.payload() or b"<leeg/>")
+                for counter in response.iterfind("BatchInformatie/*"):
                     print(f"  {counter.tag}: {counter.text}")
-                ok = _print_receipt(message.envelope, root) and ok
+                ok = _print_receipt(result.envelope, root) and ok
             return 0 if ok else 1
         finally:
             if receiver is not None:
                 receiver.__exit__(None, None, None)
+
+
+def cmd_cpa_check(args: argparse.Namespace) -> int:
+    from adapter.ebms.cpa import check_cpa, load_cpa
+
+    failed = False
+    for name in args.files:
+        problems = check_cpa(Path(name))
+        if problems:
+            failed = True
+            print(f"{name}: {len(problems)} problem(s)")
+            for problem in problems:
+                print(f"  {problem}")
+            continue
+        cpa = load_cpa(Path(name))
+        print(f"{name}: OK, CPAId {cpa.cpa_id}, valid {cpa.start:%Y-%m-%d} to {cpa.end:%Y-%m-%d}")
+        for party in cpa.parties:
+            print(
+                f"  {party.oin} ({party.role}) sends {', '.join(sorted(party.can_send)) or '-'}; "
+                f"receives at {party.endpoint}, syncReplyMode {party.sync_reply_mode}, "
+                f"{party.retries} retries every {party.retry_interval}, "
+                f"kept {party.persist_duration}"
+            )
+    return 1 if failed else 0
 
 
 def cmd_retention_run(args: argparse.Namespace) -> int:
@@ -427,6 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--receive-on", help="HOST:PORT: wait there for the BerichtVerwerkResponse")
     send.add_argument("--timeout", type=float, default=120)
     send.set_defaults(func=cmd_send)
+
+    cpa = commands.add_parser("cpa", help="collaboration protocol agreements (ebMS)")
+    cpa_check = cpa.add_subparsers(dest="cpa", required=True).add_parser(
+        "check", help="validate CPA files and say what is wrong"
+    )
+    cpa_check.add_argument("files", nargs="+")
+    cpa_check.set_defaults(func=cmd_cpa_check)
 
     retention = commands.add_parser("retention", help="delete what has outlived its retention")
     retention.add_subparsers(dest="retention", required=True).add_parser(

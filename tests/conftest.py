@@ -166,6 +166,7 @@ def write_cpas(directory: Path, port: int, peer_port: int) -> Path:
         text = text.replace("https://127.0.0.1:8443/", f"https://127.0.0.1:{port}/")
         text = text.replace("https://127.0.0.1:8444/", f"https://127.0.0.1:{peer_port}/")
         text = text.replace("<tp:RetryInterval>PT3H<", "<tp:RetryInterval>PT1S<")
+        text = text.replace("<tp:Retries>8<", "<tp:Retries>5<")
         text = text.replace("<tp:PersistDuration>P1D<", "<tp:PersistDuration>PT60S<")
         (cpa_dir / source.name).write_text(text, encoding="utf-8")
     return cpa_dir

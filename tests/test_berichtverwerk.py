@@ -447,3 +447,31 @@ def test_delivery_continues_after_a_restart_of_the_adapter(
         peer.outages.clear()
     peer.wait_for("GLOBE-R-BV-Result", sent.message_id, timeout=40)
     wait_until(lambda: server.count("outbox", f"{where} AND status = 'delivered'") == 1)
+
+
+def test_a_result_nobody_takes_is_marked_failed_after_the_cpa_retries(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    message = batch_request(
+        GEMEENTE, MIJNOVERHEID, cpa_id(GEMEENTE), "batch@test", [], datetime.now(UTC)
+    )
+    with peer.lock:
+        peer.outages[message[0]] = [Reply(status=503)] * 100
+    send(server, pki, batch_xml([{}]), message_id=message)
+    where = f"ref_to_message_id = '{message[0]}' AND action = 'GLOBE-R-BV-Result'"
+    # Retries 5 in the test CPAs: the first attempt and five more, then it is given up.
+    wait_until(lambda: server.count("outbox", f"{where} AND status = 'failed'") == 1)
+    assert server.count("outbox", f"{where} AND attempts = 6") == 1
+
+
+def test_a_batch_with_a_dtd_is_refused_as_invalid_xml_without_expanding_it(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE b [<!ENTITY a "aaaaaaaaaa">]>'
+        + batch_xml([{}]).split(b"?>", 1)[1]
+    )
+    before = server.counts(*BUSINESS_TABLES)
+    sent = send(server, pki, bomb)
+    assert sent.codes == {NIL_GUID: "XmlValidatieTegenXsdValtNegatiefUit"}
+    assert server.counts(*BUSINESS_TABLES) == before

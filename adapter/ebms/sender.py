@@ -7,6 +7,8 @@ general attachments as MIME parts) and reads what comes back.
 from __future__ import annotations
 
 import base64
+import queue
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,11 +17,16 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from adapter.berichtenbox.berichtverwerk import BATCH, EXTENSION, LETTER
-from adapter.ebms.message import Route, business_message
+from adapter.ebms.message import Route, business_message, error_of
+from adapter.ebms.mime import build_package, parse_package
+from adapter.ebms.receiver import EbmsReceiver, ReceivedMessage
+from adapter.soap.client import MtlsClient
+from adapter.soap.xml import parse_untrusted
 
 SERVICE = "urn:osb:services:MIJNOVERHEID.ebMS.BB.2.0"
 SERVICE_TYPE = "urn:osb:services"
 REQUEST_ACTION = "GLOBE-R-BV-Request"
+RESULT_ACTION = "GLOBE-R-BV-Result"
 
 
 @dataclass(frozen=True)
@@ -109,3 +116,68 @@ def batch_request(
         action=REQUEST_ACTION,
     )
     return business_message(route, now, None, [payload_cid, *general_cids])
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What came back on the HTTP connection for one sent message."""
+
+    message_id: str
+    size: int
+    http_status: int
+    answer: etree._Element | None  # the Acknowledgment or MessageError, if synchronous
+    error: tuple[str, str] | None  # errorCode and description of a MessageError
+
+
+def deliver(
+    client: MtlsClient,
+    endpoint: str,
+    to_oin: str,
+    cpa_id: str | None,
+    payload: bytes,
+    general: Sequence[tuple[str, bytes]],
+) -> Delivery:
+    """Send one GLOBE-R-BV-Request with its payload and general PDF parts."""
+    from_oin = client.oin()
+    payload_cid = f"batch@{from_oin}"
+    message_id, soap = batch_request(
+        from_oin,
+        to_oin,
+        cpa_id or f"MIJNOVERHEID-EBMS-BB-2-0_{from_oin}_{to_oin}_1",
+        payload_cid,
+        [cid for cid, _ in general],
+        datetime.now(UTC),
+    )
+    parts = [(payload_cid, "text/xml; charset=UTF-8", payload)]
+    parts += [(cid, "application/pdf", content) for cid, content in general]
+    content_type, body = build_package(soap, parts)
+    response = client.post(endpoint, body, content_type, "ebXML")
+    answer = None
+    if response.content.strip():
+        package = parse_package(response.headers.get("Content-Type", "text/xml"), response.content)
+        answer = parse_untrusted(package.soap.body)
+    return Delivery(
+        message_id,
+        len(body),
+        response.status_code,
+        answer,
+        error_of(answer) if answer is not None else None,
+    )
+
+
+def wait_for_result(
+    receiver: EbmsReceiver, message_id: str, timeout: float
+) -> ReceivedMessage | None:
+    """The BerichtVerwerkResponse answering `message_id`, or None when it did not come in time."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            message = receiver.received.get(timeout=remaining)
+        except queue.Empty:
+            return None
+        if (
+            message.header.ref_to_message_id == message_id
+            and message.header.action == RESULT_ACTION
+        ):
+            return message
+    return None

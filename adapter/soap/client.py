@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 import requests
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from lxml import etree
 
+from adapter.pki.identity import read_identity
 from adapter.receipts import ReceiptInvalid, VerifiedReceipt, verify
 from adapter.soap.envelope import SOAP_ENV, build_envelope
 from adapter.soap.xml import parse_untrusted
@@ -80,6 +82,14 @@ class MtlsClient:
         self.session.close()
         if self._tempdir is not None:
             self._tempdir.cleanup()
+
+    def oin(self) -> str:
+        """The OIN this client authenticates as, from its certificate."""
+        leaf = x509.load_pem_x509_certificates(self.certificate_file.read_bytes())[0]
+        oin = read_identity(leaf.public_bytes(Encoding.DER)).oin
+        if oin is None:
+            raise ValueError(f"{self.certificate_file}: the certificate carries no OIN")
+        return oin
 
     def post(self, url: str, body: bytes, content_type: str, soap_action: str) -> requests.Response:
         headers = {"Content-Type": content_type, "SOAPAction": f'"{soap_action}"'}
