@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,8 +25,6 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from adapter.transport.server import serve
-
     config = _config(args)
     check_files(config)
     openssl_conf = config.tls.openssl_conf
@@ -36,6 +35,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             [sys.executable, "-m", "adapter.cli", *sys.argv[1:]],
             {**os.environ, "OPENSSL_CONF": str(openssl_conf)},
         )
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Before prometheus_client is imported anywhere: workers then share their samples.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dk-adapter-metrics-")
+    from adapter.logs import configure_logging
+    from adapter.transport.server import serve
+
+    configure_logging(config.logging)
     serve(config)
     return 0
 

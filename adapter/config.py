@@ -115,6 +115,25 @@ class LopendeZakenConfig:
 
 
 @dataclass(frozen=True)
+class UsageConfig:
+    free_units: int  # per organisation per month
+    price_per_unit_cents: float  # for every unit above the free ones
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    host: str
+    port: int
+    certificate_warning_days: int  # /ready fails this many days before a certificate expires
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    format: str  # "text" or "json"
+    level: str
+
+
+@dataclass(frozen=True)
 class Config:
     file: Path
     base_dir: Path
@@ -125,6 +144,9 @@ class Config:
     limits: Limits
     lopende_zaken: LopendeZakenConfig
     ebms: EbmsConfig
+    usage: UsageConfig
+    admin: AdminConfig
+    logging: LoggingConfig
     organisations_file: Path
     organisations: Organisations
 
@@ -370,6 +392,41 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
     )
     ebms.finish()
 
+    usage = _Section(file, "usage", top.get("usage", dict, {}))
+    usage_config = UsageConfig(
+        free_units=usage.get(
+            "free_units", int, 1000, lambda v: None if v >= 0 else "must be 0 or more"
+        ),
+        price_per_unit_cents=float(
+            usage.get(
+                "price_per_unit_cents",
+                (int, float),
+                0,
+                lambda v: None if v >= 0 else "must be 0 or more",
+            )
+        ),
+    )
+    usage.finish()
+
+    admin = _Section(file, "admin", top.get("admin", dict, {}))
+    admin_listen = admin.get("listen", str, "127.0.0.1:9464", _listen_check)
+    admin_host, _, admin_port = admin_listen.rpartition(":")
+    admin_config = AdminConfig(
+        host=admin_host,
+        port=int(admin_port),
+        certificate_warning_days=admin.get("certificate_warning_days", int, 14, _positive),
+    )
+    admin.finish()
+
+    logs = _Section(file, "logging", top.get("logging", dict, {}))
+    logging_config = LoggingConfig(
+        format=logs.get("format", str, "text", _one_of(frozenset({"text", "json"}))),
+        level=logs.get(
+            "level", str, "INFO", _one_of(frozenset({"DEBUG", "INFO", "WARNING", "ERROR"}))
+        ),
+    )
+    logs.finish()
+
     files = _Section(file, "files", top.get("files", dict, {}))
     organisations_file = path(files, "organisations", "conf/organisations.toml")
     files.finish()
@@ -385,6 +442,9 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         limits=limits_config,
         lopende_zaken=zaken_config,
         ebms=ebms_config,
+        usage=usage_config,
+        admin=admin_config,
+        logging=logging_config,
         organisations_file=organisations_file,
         organisations=load_organisations(organisations_file),
     )

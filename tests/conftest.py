@@ -173,7 +173,12 @@ def write_cpas(directory: Path, port: int, peer_port: int) -> Path:
 
 
 def write_config(
-    directory: Path, pki: Pki, database_url: str, port: int, peer_port: int | None = None
+    directory: Path,
+    pki: Pki,
+    database_url: str,
+    port: int,
+    peer_port: int | None = None,
+    admin_port: int | None = None,
 ) -> Path:
     """An adapter.toml for a test server, pointing at the session's PKI.
 
@@ -206,6 +211,8 @@ crl = "{certs / "crl.pem"}"
 certificate = "{certs / "receipt-signing.pem"}"
 private_key = "{certs / "receipt-signing.key"}"
 algorithm = "ecdsa-sha256"
+[admin]
+listen = "127.0.0.1:{admin_port or free_port()}"
 [ebms]
 cpa_dir = "{cpa_dir}"
 blob_dir = "{directory / "blobs"}"
@@ -239,12 +246,14 @@ class Server:
     process: subprocess.Popen[bytes]
     log: Path
     peer_port: int  # where the CPAs send organisations' ebMS messages
+    admin_url: str  # the plain-HTTP admin listener: /health, /ready, /metrics
 
     def restart(self) -> None:
         """Stop the adapter (SIGTERM) and start it again on the same configuration."""
         stop_server(self.process)
         self.process = start_server(self.config, self.database_url, self.log)
-        _wait_for_port(int(self.url.rsplit(":", 1)[1]), self.process, self.log)
+        for url in (self.url, self.admin_url):
+            _wait_for_port(int(url.rsplit(":", 1)[1]), self.process, self.log)
 
     def count(self, table: str, where: str = "1=1") -> int:
         with self.engine.connect() as conn:
@@ -274,8 +283,8 @@ def server(
 ) -> Iterator[Server]:
     """`dk-adapter serve` with the example accounts loaded."""
     directory = tmp_path_factory.mktemp("server")
-    port, peer_port = free_port(), free_port()
-    config = write_config(directory, pki, database_url, port, peer_port)
+    port, peer_port, admin_port = free_port(), free_port(), free_port()
+    config = write_config(directory, pki, database_url, port, peer_port, admin_port)
     imported = run_cli(
         "accounts",
         "import",
@@ -289,10 +298,18 @@ def server(
     process = start_server(config, database_url, log)
     engine = create_engine(database_url)
     server = Server(
-        f"https://127.0.0.1:{port}", config, database_url, engine, process, log, peer_port
+        f"https://127.0.0.1:{port}",
+        config,
+        database_url,
+        engine,
+        process,
+        log,
+        peer_port,
+        f"http://127.0.0.1:{admin_port}",
     )
     try:
         _wait_for_port(port, process, log)
+        _wait_for_port(admin_port, process, log)  # the scheduler process is up as well
         yield server
     finally:
         stop_server(server.process)

@@ -1,4 +1,4 @@
-"""The scheduler process: periodic jobs next to gunicorn, never inside a worker.
+"""The scheduler process: periodic jobs and the admin listener, next to gunicorn.
 
 It delivers the outbox (acknowledgments and BerichtVerwerk results) and removes expired
 zaken. Every job is idempotent and reads its work from the database, so several nodes may
@@ -16,22 +16,35 @@ from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from adapter.admin import Heartbeat, start_admin
 from adapter.config import Config, load_config
 from adapter.ebms.outbound import Deliverer, OutboundTls
 from adapter.jobs.retention import purge_expired_zaken
+from adapter.logs import configure_logging
 from adapter.store.db import Database
 
 log = logging.getLogger("adapter.jobs")
 
 
-def build_scheduler(config: Config, database: Database) -> tuple[BlockingScheduler, Deliverer]:
+def build_scheduler(
+    config: Config, database: Database, heartbeat: Heartbeat
+) -> tuple[BlockingScheduler, Deliverer]:
     tls = config.tls
     deliverer = Deliverer(
         database, OutboundTls(tls.certificate, tls.private_key, tls.trust_anchors)
     )
     scheduler = BlockingScheduler(timezone=UTC)
+
+    def deliver_outbox() -> None:
+        deliverer.deliver_due(datetime.now(UTC))
+        heartbeat.beat()
+
+    def retention() -> None:
+        removed = purge_expired_zaken(database, config.lopende_zaken.retention_days, date.today())
+        log.info("retention: %d zaken removed", removed)
+
     scheduler.add_job(
-        lambda: deliverer.deliver_due(datetime.now(UTC)),
+        deliver_outbox,
         "interval",
         seconds=config.ebms.outbox_poll_seconds,
         id="outbox",
@@ -39,10 +52,7 @@ def build_scheduler(config: Config, database: Database) -> tuple[BlockingSchedul
         coalesce=True,
     )
     scheduler.add_job(
-        lambda: log.info(
-            "retention: %d zaken removed",
-            purge_expired_zaken(database, config.lopende_zaken.retention_days, date.today()),
-        ),
+        retention,
         "interval",
         hours=6,
         id="retention",
@@ -55,10 +65,13 @@ def build_scheduler(config: Config, database: Database) -> tuple[BlockingSchedul
 
 def run_scheduler(config_file: Path) -> None:
     """Entry point of the scheduler process started by `dk-adapter serve`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = load_config(config_file)
+    configure_logging(config.logging)
     database = Database(config.database_url)
-    scheduler, deliverer = build_scheduler(config, database)
+    # Ready only while outbox rounds keep coming: a stuck job shows after a few missed rounds.
+    heartbeat = Heartbeat(max_age_seconds=max(10 * config.ebms.outbox_poll_seconds, 30))
+    scheduler, deliverer = build_scheduler(config, database, heartbeat)
+    admin = start_admin(config, database, heartbeat)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         scheduler.shutdown(wait=False)
@@ -69,6 +82,7 @@ def run_scheduler(config_file: Path) -> None:
     try:
         scheduler.start()
     finally:
+        admin.shutdown()
         deliverer.close()
         database.dispose()
 

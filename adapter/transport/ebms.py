@@ -12,6 +12,7 @@ import base64
 import copy
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from adapter.ebms.message import (
 )
 from adapter.ebms.mime import Package, parse_package
 from adapter.errors import EbmsError, MimeProblem, OtherXml, SoapFault
+from adapter.metrics import ACCEPTED, record_request
 from adapter.party import Party
 from adapter.receipts import Outcome, Receipt, ReceiptSigner
 from adapter.soap.envelope import body_hash, build_fault
@@ -111,9 +113,15 @@ class EbmsEndpoint:
         except SoapFault as fault:  # an unknown party learns nothing, as on the WUS side
             return HttpResult("500 Internal Server Error", build_fault(fault))
         progress = _Progress(uuid.uuid4().hex, datetime.now(UTC), party)
+        started = time.perf_counter()
         try:
-            return self._handle(environ, progress)
+            answer = self._handle(environ, progress)
+            record_request(SERVICE_NAME, party.oin, "accepted", time.perf_counter() - started)
+            return answer
         except EbmsError as error:
+            record_request(
+                SERVICE_NAME, party.oin, "refused", time.perf_counter() - started, error.error_code
+            )
             return self._refuse(error, progress)
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
@@ -327,6 +335,8 @@ class EbmsEndpoint:
             [copy.deepcopy(signed)],
             progress.received_at,
         )
+        verwerkt = sum(1 for b in result.berichten if b.code is VerwerkingsCode.VERWERKT)
+        ACCEPTED.labels(service=SERVICE_NAME).inc(verwerkt)
         log.info(
             "ebMS %s from %s: batch %s, %s",
             header.message_id,

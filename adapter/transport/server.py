@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 import subprocess
@@ -10,11 +11,13 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from adapter.config import Config
+from adapter.config import Config, ConfigError, check_files, load_config
 from adapter.receipts import ReceiptSigner
 from adapter.store.db import Database
 from adapter.transport.app import AdapterApp
 from adapter.transport.tls import server_context
+
+log = logging.getLogger("adapter.server")
 
 
 def build_app(config: Config) -> AdapterApp:
@@ -26,6 +29,14 @@ def build_app(config: Config) -> AdapterApp:
         config.receipts.algorithm,
     )
     return AdapterApp(config, Database(config.database_url), signer)
+
+
+def _worker_exited(_server: Any, worker: Any) -> None:
+    # A dead worker's live gauges must not linger in the shared metrics directory.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 class AdapterServer(BaseApplication):  # type: ignore[misc]
@@ -58,12 +69,30 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
             # gunicorn's control socket lives at one fixed path per user, so two adapters
             # (or test servers) would fight over it; operations go through signals instead.
             "control_socket_disable": True,
+            "child_exit": _worker_exited,
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
+
+    def reload(self) -> None:
+        """SIGHUP: read configuration, organisations, CPAs and CRLs again for the new workers.
+
+        gunicorn then replaces its workers gracefully: requests in flight finish on the old
+        ones. A configuration that no longer validates is refused and the old one kept.
+        """
+        try:
+            config = load_config(self.config.file)
+            check_files(config)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+        else:
+            self.config = config
+            self._context = None  # the next connection builds it with the new CRLs
+            log.info("configuration reloaded from %s", config.file)
+        super().reload()
 
     def load(self) -> AdapterApp:
         return build_app(self.config)

@@ -9,6 +9,7 @@ with nothing of its business data stored.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from adapter.errors import (
     ServiceUnavailable,
     SoapFault,
 )
+from adapter.metrics import ACCEPTED, record_request
 from adapter.party import Party
 from adapter.receipts import Outcome, Receipt, ReceiptSigner
 from adapter.soap.addressing import (
@@ -93,14 +95,29 @@ class WusEndpoint:
 
     def handle(self, environ: dict[str, Any]) -> HttpResult:
         progress = _Progress(request_id=uuid.uuid4().hex, received_at=datetime.now(UTC))
+        started = time.perf_counter()
+        refusal: SoapFault | None = None
         try:
             return self._handle(environ, progress)
         except SoapFault as fault:
+            refusal = fault
             return self._fault(fault, progress)
         except Exception:
             # A bug must not leave the caller without an answer, nor with a stack trace.
-            log.exception("request %s: unexpected error", progress.request_id)
-            return self._fault(ServiceUnavailable("interne fout"), progress)
+            log.exception(
+                "request %s: unexpected error",
+                progress.request_id,
+                extra={"request_id": progress.request_id},
+            )
+            refusal = ServiceUnavailable("interne fout")
+            return self._fault(refusal, progress)
+        finally:
+            oin = progress.party.oin if progress.party else "unknown"
+            outcome = "refused" if refusal else "accepted"
+            code = refusal.receipt_code if refusal else None
+            record_request(self.service.name, oin, outcome, time.perf_counter() - started, code)
+            if refusal is None:
+                ACCEPTED.labels(service=self.service.name).inc()
 
     def _handle(self, environ: dict[str, Any], progress: _Progress) -> HttpResult:
         progress.party = party = identify(environ, self.config.organisations)

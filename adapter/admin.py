@@ -1,0 +1,182 @@
+"""The admin listener: /health, /ready and /metrics over plain HTTP, in the scheduler process.
+
+Never on the mTLS port (gunicorn's TLS applies to all its binds). /ready says why not, so an
+operator or a load balancer sees the reason: the database, a certificate or CRL near its end,
+or a scheduler that stopped running its jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from cryptography import x509
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import func, select, text
+
+from adapter.config import Config
+from adapter.store.db import Database
+from adapter.store.models import OutboxMessage
+
+log = logging.getLogger("adapter.admin")
+
+
+@dataclass
+class Heartbeat:
+    """When the scheduler last finished its outbox round; /ready checks it is recent."""
+
+    max_age_seconds: float
+    last: float = field(default_factory=time.monotonic)
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+
+    def age(self) -> float:
+        return time.monotonic() - self.last
+
+
+def _certificates(config: Config) -> Iterator[tuple[str, x509.Certificate]]:
+    tls = config.tls
+    for name, path in (
+        ("server", tls.certificate),
+        ("receipt-signing", config.receipts.certificate),
+        ("trust-anchor", tls.trust_anchors),
+        ("intermediates", tls.intermediates),
+    ):
+        for index, cert in enumerate(x509.load_pem_x509_certificates(Path(path).read_bytes())):
+            yield (name if index == 0 else f"{name}-{index}"), cert
+
+
+def _crls(config: Config) -> Iterator[x509.CertificateRevocationList]:
+    if config.tls.crl is None:
+        return
+    data = config.tls.crl.read_bytes()
+    marker = b"-----BEGIN X509 CRL-----"
+    for chunk in data.split(marker)[1:]:
+        yield x509.load_pem_x509_crl(marker + chunk)
+
+
+def readiness(config: Config, database: Database, heartbeat: Heartbeat) -> list[str]:
+    """Every reason the adapter is not ready; empty when it is."""
+    problems = []
+    try:
+        with database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        problems.append(f"database unreachable: {type(exc).__name__}")
+    now = datetime.now(UTC)
+    margin = timedelta(days=config.admin.certificate_warning_days)
+    try:
+        for name, cert in _certificates(config):
+            if cert.not_valid_after_utc - now < margin:
+                problems.append(f"certificate {name} expires {cert.not_valid_after_utc:%Y-%m-%d}")
+        for crl in _crls(config):
+            issuer = crl.issuer.rfc4514_string()
+            if crl.next_update_utc is not None and crl.next_update_utc < now:
+                problems.append(f"CRL of {issuer} expired {crl.next_update_utc:%Y-%m-%d %H:%M}")
+    except (OSError, ValueError) as exc:
+        problems.append(f"certificates unreadable: {exc}")
+    if heartbeat.age() > heartbeat.max_age_seconds:
+        problems.append(f"scheduler idle for {heartbeat.age():.0f}s")
+    return problems
+
+
+class StateCollector:
+    """Metrics read at scrape time: outbound queue and certificate lifetimes."""
+
+    def __init__(self, config: Config, database: Database) -> None:
+        self.config, self.database = config, database
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        queue = GaugeMetricFamily(
+            "dk_outbox_messages", "Outbound ebMS messages by status", labels=["status"]
+        )
+        try:
+            with self.database.transaction() as session:
+                rows = session.execute(
+                    select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+                )
+                for status, count in rows:
+                    queue.add_metric([status], count)
+        except Exception:
+            log.warning("outbox depth unavailable")
+        yield queue
+        days = GaugeMetricFamily(
+            "dk_certificate_days_to_expiry",
+            "Days until each configured certificate expires",
+            labels=["certificate"],
+        )
+        now = datetime.now(UTC)
+        for name, cert in _certificates(self.config):
+            days.add_metric([name], (cert.not_valid_after_utc - now).total_seconds() / 86400)
+        yield days
+
+
+def admin_app(
+    config: Config, database: Database, heartbeat: Heartbeat
+) -> Callable[..., Iterable[bytes]]:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(StateCollector(config, database))
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/health":
+            status, body, content_type = "200 OK", b'{"status":"alive"}\n', "application/json"
+        elif path == "/ready":
+            problems = readiness(config, database, heartbeat)
+            status = "200 OK" if not problems else "503 Service Unavailable"
+            body = (json.dumps({"ready": not problems, "problems": problems}) + "\n").encode()
+            content_type = "application/json"
+        elif path == "/metrics":
+            status, body, content_type = "200 OK", generate_latest(registry), CONTENT_TYPE_LATEST
+        else:
+            status, body, content_type = (
+                "404 Not Found",
+                b"/health, /ready or /metrics\n",
+                "text/plain",
+            )
+        start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format, *args)
+
+
+def start_admin(config: Config, database: Database, heartbeat: Heartbeat) -> WSGIServer:
+    """Serve the admin endpoints in a background thread; returns the server to shut down."""
+    server = make_server(
+        config.admin.host,
+        config.admin.port,
+        admin_app(config, database, heartbeat),
+        server_class=_Server,
+        handler_class=_QuietHandler,
+    )
+    threading.Thread(target=server.serve_forever, name="admin", daemon=True).start()
+    log.info(
+        "admin listener on http://%s:%s (/health, /ready, /metrics)",
+        config.admin.host,
+        config.admin.port,
+    )
+    return server
