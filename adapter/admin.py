@@ -27,6 +27,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select, text
 
 from adapter.config import Config
+from adapter.ebms.outbound import DELIVERED, FAILED, PENDING, SENT
 from adapter.store.db import Database
 from adapter.store.models import OutboxMessage
 
@@ -103,15 +104,17 @@ class StateCollector:
         queue = GaugeMetricFamily(
             "dk_outbox_messages", "Outbound ebMS messages by status", labels=["status"]
         )
+        counts = dict.fromkeys((PENDING, SENT, DELIVERED, FAILED), 0)  # zero is a value too
         try:
             with self.database.transaction() as session:
                 rows = session.execute(
                     select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
                 )
-                for status, count in rows:
-                    queue.add_metric([status], count)
-        except Exception:
+                counts.update({status: count for status, count in rows})
+        except Exception:  # /ready reports the database; the other metrics stay available
             log.warning("outbox depth unavailable")
+        for status, count in counts.items():
+            queue.add_metric([status], count)
         yield queue
         days = GaugeMetricFamily(
             "dk_certificate_days_to_expiry",

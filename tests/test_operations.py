@@ -22,7 +22,7 @@ from adapter.config import LoggingConfig, load_config
 from adapter.logs import JsonFormatter, configure_logging
 from adapter.pki.devca import load_hierarchy, revoke
 from adapter.store.db import Database
-from tests.conftest import GEMEENTE, UNKNOWN_OIN, Pki, Server
+from tests.conftest import CONF, GEMEENTE, UNKNOWN_OIN, Pki, Server
 from tests.soap_helpers import aanvraag, post, receipt_text
 
 SUBSCRIBED = "999993653"
@@ -219,3 +219,22 @@ def test_sighup_reloads_organisations_and_crls_without_a_restart(
 @pytest.mark.parametrize("path", ["/nothing", "/metrics/x"])
 def test_unknown_admin_paths_get_404(server: Server, path: str) -> None:
     assert requests.get(f"{server.admin_url}{path}", timeout=5).status_code == 404
+
+
+def test_the_grafana_dashboard_only_uses_metrics_the_adapter_exports(
+    server: Server, pki: Pki
+) -> None:
+    cert = pki.clients[GEMEENTE].pair
+    post(f"{server.url}/abonnementen", aanvraag([SUBSCRIBED], GEMEENTE), cert, pki.root)
+    post(f"{server.url}/abonnementen", aanvraag(["123456789"], GEMEENTE), cert, pki.root)  # refused
+    exported = requests.get(f"{server.admin_url}/metrics", timeout=5).text
+    dashboard = json.loads((CONF / "grafana-dashboard.json").read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"dk_\w+", target["expr"])
+    }
+    assert used
+    for name in used:
+        assert re.search(rf"^{name}[{{ ]", exported, re.MULTILINE), f"{name} is not exported"
