@@ -425,6 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
     cpa_check.add_argument("files", nargs="+")
     cpa_check.set_defaults(func=cmd_cpa_check)
 
+    # Operations commands live next to what they operate on.
+    from adapter import audit_commands, usage
+    from adapter.store import migrate
+
+    migrate.add_commands(commands, _config)
+    audit_commands.add_commands(commands, _config)
+    usage.add_commands(commands, _config)
+
     retention = commands.add_parser("retention", help="delete what has outlived its retention")
     retention.add_subparsers(dest="retention", required=True).add_parser(
         "run", help="delete closed zaken older than lopende_zaken.retention_days"
@@ -435,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # `db upgrade` reports what it did
     try:
         result: int = args.func(args)
     except ConfigError as exc:

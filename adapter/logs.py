@@ -39,3 +39,4 @@ def configure_logging(config: LoggingConfig) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -71,6 +71,7 @@ __all__ = [
     "count_rows_of",
     "cpu_seconds",
     "database",
+    "is_scheduler",
     "milliseconds",
     "peak_rss_kib",
     "percentile_ms",
@@ -178,11 +179,16 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(directory: Path, files: PkiFiles, database_url: str) -> Iterator[RunningServer]:
+def running_server(
+    directory: Path, files: PkiFiles, database_url: str, peer_port: int | None = None
+) -> Iterator[RunningServer]:
     """`python -m adapter.cli --config CFG serve` (2 workers x 4 threads) with the example
-    accounts imported; stopped (SIGTERM, then SIGKILL after 15 s) however the block ends."""
+    accounts imported; stopped (SIGTERM, then SIGKILL after 15 s) however the block ends.
+
+    The CPAs send organisations' ebMS messages to 127.0.0.1:`peer_port` (default: a free port
+    nobody listens on)."""
     port = free_port()
-    config = write_config(directory, _config_pki(files), database_url, port)
+    config = write_config(directory, _config_pki(files), database_url, port, peer_port)
     imported = run_cli(
         "accounts",
         "import",
@@ -244,6 +250,15 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), in seconds."""
     fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def is_scheduler(pid: int) -> bool:
+    """Is this the server's scheduler process (`python -m adapter.jobs.scheduler`), a child of
+    the master beside the gunicorn workers?"""
+    try:
+        return b"adapter.jobs.scheduler" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -346,6 +361,9 @@ class LoadSpec:
     seconds: float
     workload: Workload
     first_connection: int
+    min_requests: int = 0  # after `seconds`, go on until this many timed answers in all ...
+    max_seconds: float = 0.0  # ... but not past this (0: `seconds`)
+    timeout: float = 60.0  # per request, seconds
 
 
 @dataclass
@@ -363,6 +381,7 @@ class LoadResult:
     setup_requests: int = 0
     setup_errors: list[str] = field(default_factory=list)
     sent: dict[int, int] = field(default_factory=dict)  # connection -> warm-up + timed requests
+    body_bytes: int = 0  # request bodies of the good timed requests
 
     def add(self, other: LoadResult) -> None:
         self.latencies += other.latencies
@@ -376,6 +395,7 @@ class LoadResult:
         self.setup_requests += other.setup_requests
         self.setup_errors += other.setup_errors
         self.sent |= other.sent
+        self.body_bytes += other.body_bytes
 
 
 def _exchange(
@@ -399,14 +419,17 @@ def _connection(
     ready: Semaphore,
     go: Event,
     start: Synchronized[float],
+    answered: Synchronized[int],
     out: LoadResult,
 ) -> None:
     """One keep-alive connection: connect, set up, warm up, wait for `go`, send until the
-    deadline."""
+    deadline (and, with `spec.min_requests`, until that many timed answers or the cap)."""
     workload = spec.workload
     context = ssl.create_default_context(cafile=spec.root)
     context.load_cert_chain(spec.certificate, spec.key)
-    conn = http.client.HTTPSConnection("127.0.0.1", spec.port, context=context, timeout=60)
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", spec.port, context=context, timeout=spec.timeout
+    )
     sent = 0
     try:
         try:
@@ -429,7 +452,10 @@ def _connection(
             ready.release()
         go.wait()
         deadline = start.value + spec.seconds
-        while time.monotonic() < deadline:
+        cap = start.value + max(spec.max_seconds, spec.seconds)
+        while (now := time.monotonic()) < deadline or (
+            now < cap and answered.value < spec.min_requests
+        ):
             if conn.sock is None:
                 out.reconnects += 1
             request = workload.request(connection, sent)
@@ -439,10 +465,13 @@ def _connection(
             sent += 1
             out.requests += 1
             out.last_response = ended
+            with answered.get_lock():
+                answered.value += 1
             if problem:
                 out.errors.append(problem)
             else:
                 out.latencies.append(ended - began)
+                out.body_bytes += len(request.body)
     finally:
         out.sent[connection] = sent
         conn.close()
@@ -453,6 +482,7 @@ def _load_process(
     ready: Semaphore,
     go: Event,
     start: Synchronized[float],
+    answered: Synchronized[int],
     results: Queue[LoadResult],
 ) -> None:
     # Ctrl-C is the parent's to handle: it stops these processes in its finally.
@@ -461,7 +491,7 @@ def _load_process(
     threads = [
         threading.Thread(
             target=_connection,
-            args=(spec, spec.first_connection + i, ready, go, start, out),
+            args=(spec, spec.first_connection + i, ready, go, start, answered, out),
             daemon=True,
         )
         for i, out in enumerate(outs)
@@ -526,20 +556,39 @@ def run_load(
     connections: int,
     seconds: float,
     at_ready: Callable[[], None] | None = None,
+    *,
+    min_requests: int = 0,
+    max_seconds: float = 0.0,
+    timeout: float = 60.0,
 ) -> LoadRun:
     """Run `workload` over `connections` for `seconds`; `at_ready` is called once every
-    connection is set up and warm, just before the clock starts."""
+    connection is set up and warm, just before the clock starts.
+
+    With `min_requests`, connections go on after `seconds` until that many timed answers
+    (good or not) have come back in all, but start no request after `max_seconds`."""
     ready, go = context.Semaphore(0), context.Event()
     start = context.Value("d", 0.0)
+    answered = context.Value("q", 0)
     results: Queue[LoadResult] = context.Queue()
     processes = []
     first = 0
     for i, threads in enumerate(split_connections(connections)):
-        spec = LoadSpec(server.port, *client_cert, root, threads, seconds, workload, first)
+        spec = LoadSpec(
+            server.port,
+            *client_cert,
+            root,
+            threads,
+            seconds,
+            workload,
+            first,
+            min_requests,
+            max_seconds,
+            timeout,
+        )
         processes.append(
             context.Process(
                 target=_load_process,
-                args=(spec, ready, go, start, results),
+                args=(spec, ready, go, start, answered, results),
                 name=f"load-{i}",
                 daemon=True,
             )
@@ -564,7 +613,7 @@ def run_load(
         held, unheld = connections_per_process(server.port, workers)
         total = LoadResult()
         for _ in processes:
-            total.add(results.get(timeout=seconds + 120))
+            total.add(results.get(timeout=max(seconds, max_seconds) + timeout + 120))
         for process in processes:
             process.join(timeout=30)
         try:

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.store.models import Base
+from adapter.store import migrate
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -55,7 +55,13 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Migrate the database to the newest Alembic revision (see adapter.store.migrate).
+
+        Creates the schema in an empty database, does nothing at head, adopts a database made
+        by `create_all` before migrations existed, and is safe to call from several processes
+        at once (the migration holds a lock).
+        """
+        migrate.upgrade(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -138,6 +139,7 @@ class ZaakStatus(Base):
         UniqueConstraint(
             "zaak_id", "datum_status_gezet", "omschrijving", name="uq_zaak_statussen_same"
         ),
+        Index("ix_zaak_statussen_received_at", "received_at"),  # for the usage report
     )
 
 
@@ -176,7 +178,11 @@ class Bericht(Base):
     received_at: Mapped[datetime] = mapped_column(nullable=False)
     ebms_message_id: Mapped[str] = mapped_column(String(255), nullable=False)
 
-    __table_args__ = (Index("ix_berichten_bsn_visible", "bsn", "visible_from"),)
+    __table_args__ = (
+        Index("ix_berichten_bsn_visible", "bsn", "visible_from"),
+        # The monthly usage report counts per leverancier by time of receipt.
+        Index("ix_berichten_received_leverancier", "received_at", "leverancier_oin"),
+    )
 
 
 class Bijlage(Base):
@@ -253,3 +259,29 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+
+class AuditEntry(Base):
+    """One link of the audit hash chain: a receipt or refusal, committing to the one before.
+
+    `seq` counts 1, 2, 3 … without gaps; `entry_hash` is SHA-256 over the canonical JSON of the
+    other columns (see `adapter.store.audit.canonical`), so altering a row, or the receipt XML
+    whose `content_hash` it holds, shows up in `dk-adapter audit verify`.
+    """
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[datetime] = mapped_column(nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # receipt / refusal
+    receipt_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    sender_oin: Mapped[str] = mapped_column(String(20), nullable=False)
+    service: Mapped[str] = mapped_column(String(64), nullable=False)
+    operation: Mapped[str] = mapped_column(String(64), nullable=False)
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
+    outcome_code: Mapped[str | None] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    entry_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+    __table_args__ = (Index("ix_audit_log_recorded_at", "recorded_at", "seq"),)

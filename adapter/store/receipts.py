@@ -6,25 +6,32 @@ from lxml import etree
 from sqlalchemy.orm import Session
 
 from adapter.receipts import Receipt
+from adapter.store import audit
 from adapter.store.models import StoredReceipt
 
 
 def save_receipt(session: Session, receipt: Receipt, signed: etree._Element) -> None:
+    """Store the signed receipt and append it to the audit chain, in the caller's transaction.
+
+    The chain's lock is taken here and held until the caller commits: call this as the last
+    thing before the commit, so nothing else runs while other writers wait.
+    """
     outcome = receipt.outcome
-    session.add(
-        StoredReceipt(
-            receipt_id=receipt.receipt_id,
-            request_id=receipt.request_id,
-            sender_oin=receipt.sender_oin,
-            receiver_oin=receipt.receiver_oin,
-            received_at=receipt.received_at,
-            message_ref=receipt.message_ref,
-            service=receipt.service,
-            operation=receipt.operation,
-            outcome="Berichten"
-            if outcome.berichten
-            else ("Geaccepteerd" if outcome.accepted else "Geweigerd"),
-            outcome_code=outcome.code,
-            xml=etree.tostring(signed, encoding="unicode"),
-        )
+    stored = StoredReceipt(
+        receipt_id=receipt.receipt_id,
+        request_id=receipt.request_id,
+        sender_oin=receipt.sender_oin,
+        receiver_oin=receipt.receiver_oin,
+        received_at=receipt.received_at,
+        message_ref=receipt.message_ref,
+        service=receipt.service,
+        operation=receipt.operation,
+        outcome="Berichten"
+        if outcome.berichten
+        else ("Geaccepteerd" if outcome.accepted else "Geweigerd"),
+        outcome_code=outcome.code,
+        xml=etree.tostring(signed, encoding="unicode"),
     )
+    record = audit.Record.of(stored)  # hashed before the lock is taken
+    session.add(stored)
+    audit.append(session, record)

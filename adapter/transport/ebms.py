@@ -315,7 +315,6 @@ class EbmsEndpoint:
         """Receipt, Acknowledgment and the asynchronous result, stored in the open transaction."""
         receipt = self._receipt(progress, result.outcome())
         signed = self.signer.sign(receipt)
-        save_receipt(session, receipt, signed)
         stored = session.scalars(
             select(EbmsMessage).where(
                 EbmsMessage.from_oin == header.from_party.value,
@@ -323,7 +322,8 @@ class EbmsEndpoint:
             )
         ).one()
         stored.receipt_id = receipt.receipt_id
-        ack_id, ack = acknowledgment(header, progress.received_at, [signed])
+        # Copies go into the messages; the receipt itself is stored last (see below).
+        ack_id, ack = acknowledgment(header, progress.received_at, [copy.deepcopy(signed)])
         result_route = reply_route(header, RESULT_ACTION, sender.service, sender.service_type)
         outbound.enqueue_business(
             session,
@@ -335,6 +335,23 @@ class EbmsEndpoint:
             [copy.deepcopy(signed)],
             progress.received_at,
         )
+        if sender.sync_reply_mode == "mshSignalsOnly":
+            stored.answer_content_type, stored.answer_body = "text/xml; charset=utf-8", ack
+            answer = HttpResult("200 OK", ack)
+        else:
+            outbound.enqueue_signal(
+                session,
+                cpa,
+                sender,
+                ack_id,
+                "Acknowledgment",
+                ack,
+                progress.received_at,
+                header.message_id,
+            )
+            answer = ASYNC_ANSWER
+        # Last before commit: storing the receipt appends to the audit chain under its lock.
+        save_receipt(session, receipt, signed)
         verwerkt = sum(1 for b in result.berichten if b.code is VerwerkingsCode.VERWERKT)
         ACCEPTED.labels(service=SERVICE_NAME).inc(verwerkt)
         log.info(
@@ -344,20 +361,7 @@ class EbmsEndpoint:
             result.batch_id,
             ", ".join(f"{k}={v}" for k, v in result.counters().items() if v),
         )
-        if sender.sync_reply_mode == "mshSignalsOnly":
-            stored.answer_content_type, stored.answer_body = "text/xml; charset=utf-8", ack
-            return HttpResult("200 OK", ack)
-        outbound.enqueue_signal(
-            session,
-            cpa,
-            sender,
-            ack_id,
-            "Acknowledgment",
-            ack,
-            progress.received_at,
-            header.message_id,
-        )
-        return ASYNC_ANSWER
+        return answer
 
     # --- refusals ---------------------------------------------------------------------------
 
