@@ -5,49 +5,23 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from adapter.config import Config
 from adapter.store.audit import ExportSlice, ExportSummary, export, verify_chain, write_jsonl
-from adapter.store.db import create_database_engine
+from adapter.store.db import reading_session
 
 ConfigLoader = Callable[[argparse.Namespace], Config]
-
-
-def _reading_engine(url: str) -> Engine:
-    """An engine for long reads that do not hold up the server's writers.
-
-    The adapter's SQLite engine begins every transaction with BEGIN IMMEDIATE, the database's
-    write lock: walking millions of entries under it would stall every request. Plain
-    pysqlite reads without any lock (WAL), each query seeing a consistent snapshot.
-    """
-    if make_url(url).get_backend_name() == "sqlite":
-        return create_engine(url, connect_args={"timeout": 10})
-    return create_database_engine(url)
-
-
-@contextmanager
-def _reading_session(config: Config) -> Iterator[Session]:
-    engine = _reading_engine(config.database_url)
-    try:
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 def cmd_verify(args: argparse.Namespace, config_loader: ConfigLoader) -> int:
     config = config_loader(args)
     try:
-        with _reading_session(config) as session:
+        with reading_session(config.database_url) as session:
             result = verify_chain(session)
     except SQLAlchemyError as exc:
         print(f"error: database: {_first_line(exc)}", file=sys.stderr)
@@ -73,7 +47,7 @@ def cmd_export(args: argparse.Namespace, config_loader: ConfigLoader) -> int:
     config = config_loader(args)
     target = Path(args.out) if args.out else None
     try:
-        with _reading_session(config) as session:
+        with reading_session(config.database_url) as session:
             exported = export(session, start, end)
             if target is None:
                 summary = _to_stdout(exported)

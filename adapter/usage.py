@@ -45,21 +45,19 @@ import argparse
 import csv
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy import Engine, create_engine, func, literal, select, union_all
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from adapter.config import Config, Organisations, UsageConfig
-from adapter.store.db import create_database_engine
+from adapter.store.db import reading_session
 from adapter.store.models import Bericht, StoredReceipt, Zaak, ZaakStatus
 
 ConfigLoader = Callable[[argparse.Namespace], Config]
@@ -316,23 +314,6 @@ def write_csv(
         )
 
 
-def _reading_engine(url: str) -> Engine:
-    """An engine that reads without taking SQLite's write lock (the adapter's BEGIN IMMEDIATE)."""
-    if make_url(url).get_backend_name() == "sqlite":
-        return create_engine(url, connect_args={"timeout": 10})
-    return create_database_engine(url)
-
-
-@contextmanager
-def _reading_session(config: Config) -> Iterator[Session]:
-    engine = _reading_engine(config.database_url)
-    try:
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
 
@@ -348,7 +329,7 @@ def cmd_usage(args: argparse.Namespace, config_loader: ConfigLoader) -> int:
     config = config_loader(args)
     month: date = args.month
     try:
-        with _reading_session(config) as session:
+        with reading_session(config.database_url) as session:
             lines = monthly_usage(session, month, config.organisations, config.usage)
     except SQLAlchemyError as exc:
         message = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]

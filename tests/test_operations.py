@@ -153,6 +153,19 @@ def test_sigterm_during_a_stream_of_requests_loses_no_acknowledged_request(
     assert server.count("receipts", f"receipt_id IN ({ids})") == len(set(acknowledged))
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (gunicorn workers and the scheduler)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def status_of(server: Server, body: bytes, cert: tuple[str, str], root: Path) -> int:
     """POST, retrying a new connection that a worker being replaced reset before reading it.
 
@@ -214,6 +227,9 @@ def test_sighup_reloads_organisations_and_crls_without_a_restart(
     finally:
         organisations.write_text(original)
         server.process.send_signal(signal.SIGHUP)
+        # Leave the server settled for the next test: the replaced workers are gone.
+        time.sleep(1)
+        wait_until(lambda: len(children(server.process.pid)) == 3)  # 2 workers + scheduler
 
 
 @pytest.mark.parametrize("path", ["/nothing", "/metrics/x"])

@@ -70,3 +70,22 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def reading_session(url: str) -> Iterator[Session]:
+    """A session for long reports that must not hold up the server's writers.
+
+    The adapter's SQLite engine begins every transaction with BEGIN IMMEDIATE, the database's
+    write lock: walking millions of rows under it would stall every request. Plain pysqlite
+    reads without that lock (WAL), each query seeing a consistent snapshot.
+    """
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 10})
+    else:
+        engine = create_database_engine(url)
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
