@@ -32,6 +32,7 @@ from adapter.store.db import Database
 from adapter.store.models import OutboxMessage
 
 log = logging.getLogger("adapter.admin")
+CRL_MARGIN = timedelta(hours=12)
 
 
 @dataclass
@@ -85,8 +86,11 @@ def readiness(config: Config, database: Database, heartbeat: Heartbeat) -> list[
                 problems.append(f"certificate {name} expires {cert.not_valid_after_utc:%Y-%m-%d}")
         for crl in _crls(config):
             issuer = crl.issuer.rfc4514_string()
-            if crl.next_update_utc is not None and crl.next_update_utc < now:
-                problems.append(f"CRL of {issuer} expired {crl.next_update_utc:%Y-%m-%d %H:%M}")
+            # CRLs are reissued every day or two: warn half a day ahead, not weeks.
+            if crl.next_update_utc is not None and crl.next_update_utc - now < CRL_MARGIN:
+                problems.append(
+                    f"CRL of {issuer} runs out {crl.next_update_utc:%Y-%m-%d %H:%M} UTC"
+                )
     except (OSError, ValueError) as exc:
         problems.append(f"certificates unreadable: {exc}")
     if heartbeat.age() > heartbeat.max_age_seconds:

@@ -21,7 +21,7 @@ import pytest
 import requests
 from lxml import etree
 
-from adapter.ebms.message import EB, error_of
+from adapter.ebms.message import EB, acknowledgment, error_of
 from adapter.ebms.mime import build_package
 from adapter.ebms.receiver import ACKNOWLEDGE, EbmsReceiver, ReceivedMessage, Reply
 from adapter.ebms.sender import batch_request
@@ -475,3 +475,28 @@ def test_a_batch_with_a_dtd_is_refused_as_invalid_xml_without_expanding_it(
     sent = send(server, pki, bomb)
     assert sent.codes == {NIL_GUID: "XmlValidatieTegenXsdValtNegatiefUit"}
     assert server.counts(*BUSINESS_TABLES) == before
+
+
+def test_a_result_acknowledged_by_a_separate_message_is_marked_delivered(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    message = batch_request(
+        GEMEENTE, MIJNOVERHEID, cpa_id(GEMEENTE), "batch@test", [], datetime.now(UTC)
+    )
+    with peer.lock:  # the peer takes the result but acknowledges it later, as its own message
+        peer.outages[message[0]] = [Reply(acknowledge=False)]
+    send(server, pki, batch_xml([{}]), message_id=message)
+    result = peer.wait_for("GLOBE-R-BV-Result", message[0])
+    where = f"message_id = '{result.header.message_id}'"
+    wait_until(lambda: server.count("outbox", f"{where} AND status = 'sent'") == 1)
+    _, ack = acknowledgment(result.header, datetime.now(UTC))
+    response = requests.post(
+        f"{server.url}/berichtenbox/ebms",
+        data=ack,
+        headers={"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": '"ebXML"'},
+        cert=pki.clients[GEMEENTE].pair,
+        verify=str(pki.root),
+        timeout=30,
+    )
+    assert response.status_code == 200
+    wait_until(lambda: server.count("outbox", f"{where} AND status = 'delivered'") == 1)

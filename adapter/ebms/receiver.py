@@ -48,6 +48,7 @@ class Reply:
 
     status: int = 200
     drop: bool = False
+    acknowledge: bool = True  # False: 200 without a body, the Acknowledgment follows separately
 
 
 ACKNOWLEDGE = Reply()
@@ -140,7 +141,7 @@ class EbmsReceiver:
             start_response(f"{reply.status} Unavailable", [("Content-Type", "text/plain")])
             return [b"try again later\n"]
         self.received.put(message)
-        if header.service == "urn:oasis:names:tc:ebxml-msg:service":
+        if header.service == "urn:oasis:names:tc:ebxml-msg:service" or not reply.acknowledge:
             start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "0")])
             return [b""]
         _, ack = acknowledgment(header, datetime.now(UTC))
