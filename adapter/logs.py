@@ -40,3 +40,5 @@ def configure_logging(config: LoggingConfig) -> None:
     root.handlers[:] = [handler]
     root.setLevel(config.level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances reached" is the intended overlap guard.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)

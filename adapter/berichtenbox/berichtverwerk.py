@@ -17,6 +17,8 @@ from enum import StrEnum
 
 from lxml import etree
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from adapter.config import Organisation
@@ -245,9 +247,13 @@ def _judge(
     return VerwerkingsCode.VERWERKT, None
 
 
+_Link = tuple[str, str, int, str, bytes]  # bericht_id, soort, volgorde, omschrijving, content
+
+
 def _store(
-    session: Session, blobs: BlobStore, letter: _Letter, ctx: BatchContext, batch_id: str, bsn: str
-) -> None:
+    session: Session, letter: _Letter, ctx: BatchContext, batch_id: str, bsn: str
+) -> list[_Link]:
+    """Add the Bericht; returns its attachments, stored for the whole batch at once."""
     info = _child(letter.element, f"{_L}BerichtInformatie")
     publicatie = _moment(info.findtext(f"{_L}PublicatieDatum"))
     session.add(
@@ -266,28 +272,48 @@ def _store(
             ebms_message_id=ctx.ebms_message_id,
         )
     )
-    for soort, bijlagen in (("persoonlijk", letter.personal), ("algemeen", letter.general)):
-        for volgorde, omschrijving, content in bijlagen:
-            digest = blobs.put(content)
-            if session.get(Bijlage, digest) is None:
-                session.add(
-                    Bijlage(
-                        sha256=digest,
-                        size=len(content),
-                        media_type="application/pdf",
-                        stored_at=ctx.received_at,
-                    )
-                )
-                session.flush()
-            session.add(
-                BerichtBijlage(
-                    bericht_id=letter.bericht_id,
-                    soort=soort,
-                    volgorde=volgorde,
-                    sha256=digest,
-                    omschrijving=omschrijving,
-                )
-            )
+    return [
+        (letter.bericht_id, soort, volgorde, omschrijving, content)
+        for soort, bijlagen in (("persoonlijk", letter.personal), ("algemeen", letter.general))
+        for volgorde, omschrijving, content in bijlagen
+    ]
+
+
+def _store_bijlagen(session: Session, blobs: BlobStore, links: list[_Link], now: datetime) -> None:
+    """Each distinct content written and hashed once, its row inserted once, then the links.
+
+    A batch shares its general attachment among all its letters, and concurrent batches may
+    store the same PDF first at the same moment: ON CONFLICT DO NOTHING lets both succeed.
+    """
+    digests: dict[bytes, str] = {}
+    for *_, content in links:
+        if content not in digests:
+            digests[content] = blobs.put(content)  # fsynced before the transaction commits
+    if not digests:
+        return
+    known = set(session.scalars(select(Bijlage.sha256).where(Bijlage.sha256.in_(digests.values()))))
+    new = [
+        {"sha256": digest, "size": len(content), "media_type": "application/pdf", "stored_at": now}
+        for content, digest in digests.items()
+        if digest not in known
+    ]
+    if new:
+        insert = (
+            postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        )
+        session.execute(
+            insert(Bijlage).values(new).on_conflict_do_nothing(index_elements=["sha256"])
+        )
+    session.add_all(
+        BerichtBijlage(
+            bericht_id=bericht_id,
+            soort=soort,
+            volgorde=volgorde,
+            sha256=digests[content],
+            omschrijving=omschrijving,
+        )
+        for bericht_id, soort, volgorde, omschrijving, content in links
+    )
 
 
 def verwerk(
@@ -309,13 +335,15 @@ def verwerk(
     ids = [lt.bericht_id for lt in letters]
     taken = set(session.scalars(select(Bericht.bericht_id).where(Bericht.bericht_id.in_(ids))))
     results = []
+    links: list[_Link] = []
     for letter, bsn in zip(letters, bsns, strict=True):
         code, reden = _judge(letter, ctx, aanmaak, allowed, taken)
         if code is VerwerkingsCode.VERWERKT:
-            _store(session, blobs, letter, ctx, batch_id, bsn)
+            links += _store(session, letter, ctx, batch_id, bsn)
         results.append(BerichtResultaat(letter.bericht_id, letter.bericht_type, code, reden))
         # A BerichtID offered twice in one batch: the second is a repeat of the first.
         taken.add(letter.bericht_id)
+    _store_bijlagen(session, blobs, links, ctx.received_at)
     session.flush()
     return BatchResultaat(
         batch_id=batch_id,
