@@ -39,12 +39,6 @@ class Outcome:
     def reject(cls, code: str, reason: str) -> Outcome:
         return cls(accepted=False, code=code, reason=reason)
 
-    @property
-    def label(self) -> str:
-        if self.berichten:
-            return "Berichten"
-        return "Geaccepteerd" if self.accepted else f"Geweigerd {self.code}"
-
 
 @dataclass(frozen=True)
 class Receipt:
