@@ -265,7 +265,9 @@ class Server:
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
+    # Generous: on a loaded two-core machine a cold start of the scheduler process (imports)
+    # has been seen to take tens of seconds; a healthy start takes one or two.
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited:\n{log.read_text()}")
