@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from lxml import etree
 from sqlalchemy import text
@@ -36,10 +35,10 @@ from tests.berichtverwerk_samples import batch_xml
 from tests.conftest import (
     BELASTINGDIENST,
     GEMEENTE,
-    POSTGRES_URL,
     Pki,
     Server,
     free_port,
+    postgres_schema,
     write_config,
 )
 from tests.soap_helpers import aanvraag, post, receipt_text
@@ -58,18 +57,8 @@ def fresh_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     if make_url(database_url).get_backend_name() == "sqlite":
         yield f"sqlite:///{tmp_path / 'audit.db'}"
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    url = make_url(POSTGRES_URL)
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

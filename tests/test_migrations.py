@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -23,12 +21,11 @@ from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, inspect, text
-from sqlalchemy.engine import make_url
 
 from adapter.store import migrate
 from adapter.store.db import Database
 from adapter.store.models import Account, Base, Subscription
-from tests.conftest import POSTGRES_URL
+from tests.conftest import postgres_schema
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -39,18 +36,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'adapter.db'}"
         return
-    schema = f"m_{uuid.uuid4().hex[:12]}"
-    base = make_url(POSTGRES_URL)
-    dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from adapter.receipts import BerichtUitkomst, Outcome
 from adapter.store.accounts import may_receive
 from adapter.store.blobs import BlobStore
 from adapter.store.models import Bericht, BerichtBijlage, Bijlage
+from adapter.xmltime import utc_millis
 
 BATCH = "http://schemas.rdw.nl/GEB/BerichtVerwerkService/Types/2009/01"
 LETTER = "http://schemas.rdw.nl/GEB/BerichtenProsessor/Bericht/Types/2009/01"
@@ -354,12 +355,6 @@ def verwerk(
     )
 
 
-def _timestamp(moment: datetime) -> str:
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
-
-
 def response_element(result: BatchResultaat) -> etree._Element:
     """The BerichtVerwerkResponse: root and Bericht qualified, everything else unqualified."""
     root = etree.Element(f"{_B}BerichtVerwerkResponse", nsmap={"bvs": BATCH, "br": RESULT})
@@ -369,8 +364,8 @@ def response_element(result: BatchResultaat) -> etree._Element:
     etree.SubElement(info, "TotaalAantalOntvangenBerichten").text = str(len(result.berichten))
     for name, count in result.counters().items():
         etree.SubElement(info, name).text = str(count)
-    etree.SubElement(info, "DatumOntvangen").text = _timestamp(result.received_at)
-    etree.SubElement(info, "DatumVerwerkt").text = _timestamp(result.processed_at)
+    etree.SubElement(info, "DatumOntvangen").text = utc_millis(result.received_at)
+    etree.SubElement(info, "DatumVerwerkt").text = utc_millis(result.processed_at)
     berichten = etree.SubElement(root, "Berichten")
     for bericht in result.berichten:
         entry = etree.SubElement(berichten, f"{{{RESULT}}}Bericht")

@@ -16,6 +16,7 @@ from lxml import etree
 
 from adapter.errors import EbmsError, Inconsistent, MimeProblem, NotSupported, OtherXml
 from adapter.soap.envelope import SOAP_ENV
+from adapter.xmltime import utc_millis
 
 EB = "http://www.oasis-open.org/committees/ebxml-msg/schema/msg-header-2_0.xsd"
 XLINK = "http://www.w3.org/1999/xlink"
@@ -141,12 +142,6 @@ def new_message_id(domain: str = "mijnoverheid-adapter") -> str:
     return f"{uuid.uuid4()}@{domain}"
 
 
-def _timestamp(moment: datetime) -> str:
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
-
-
 @dataclass(frozen=True)
 class Route:
     """Who sends what to whom: the MessageHeader fields of a message we write."""
@@ -187,7 +182,7 @@ def _message_header(
     etree.SubElement(header, f"{_E}Action").text = route.action
     data = etree.SubElement(header, f"{_E}MessageData")
     etree.SubElement(data, f"{_E}MessageId").text = message_id
-    etree.SubElement(data, f"{_E}Timestamp").text = _timestamp(now)
+    etree.SubElement(data, f"{_E}Timestamp").text = utc_millis(now)
     if ref_to:
         etree.SubElement(data, f"{_E}RefToMessageId").text = ref_to
     return header
@@ -234,7 +229,7 @@ def acknowledgment(
     ack.set(f"{_E}version", "2.0")
     ack.set(f"{_S}mustUnderstand", "1")
     ack.set(f"{_S}actor", TO_PARTY_MSH)
-    etree.SubElement(ack, f"{_E}Timestamp").text = _timestamp(now)
+    etree.SubElement(ack, f"{_E}Timestamp").text = utc_millis(now)
     etree.SubElement(ack, f"{_E}RefToMessageId").text = request.message_id
     sender = etree.SubElement(ack, f"{_E}From")
     party_id = etree.SubElement(sender, f"{_E}PartyId")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from lxml import etree
+
+from adapter.xmltime import utc_millis
 
 NS = "urn:mijnoverheid-adapter:afleverbevestiging:1"
 _A = f"{{{NS}}}"
@@ -62,11 +64,6 @@ class Receipt:
         return f"AB-{self.receipt_id}"
 
 
-def _timestamp(moment: datetime) -> str:
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
 def to_element(receipt: Receipt) -> etree._Element:
     """The unsigned Afleverbevestiging element."""
     root = etree.Element(ROOT, nsmap={None: NS})
@@ -81,7 +78,7 @@ def to_element(receipt: Receipt) -> etree._Element:
     add(root, "RequestID", receipt.request_id)
     add(root, "Ontvanger", receipt.receiver_oin)
     add(root, "Afzender", receipt.sender_oin)
-    add(root, "TijdstipOntvangst", _timestamp(receipt.received_at))
+    add(root, "TijdstipOntvangst", utc_millis(receipt.received_at))
     add(root, "BerichtReferentie", receipt.message_ref)
     add(root, "Dienst", receipt.service)
     add(root, "Operatie", receipt.operation)

@@ -8,9 +8,7 @@ are asynchronous). Acceptance, receipt, stored answer and outbox rows commit tog
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
 import logging
 import time
 import uuid
@@ -51,7 +49,7 @@ from adapter.errors import EbmsError, MimeProblem, OtherXml, SoapFault
 from adapter.metrics import ACCEPTED, record_request
 from adapter.party import Party
 from adapter.receipts import Outcome, Receipt, ReceiptSigner
-from adapter.soap.envelope import body_hash, build_fault
+from adapter.soap.envelope import body_hash, build_fault, raw_hash
 from adapter.soap.schema import SchemaSet
 from adapter.soap.xml import parse_untrusted
 from adapter.store.blobs import BlobStore
@@ -81,10 +79,6 @@ class _Progress:
     header: MessageHeader | None = None
     body_hash: str = ""
     part_hashes: tuple[tuple[str, str], ...] = ()
-
-
-def _sha256(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
 class EbmsEndpoint:
@@ -140,7 +134,7 @@ class EbmsEndpoint:
 
     def _handle(self, environ: dict[str, Any], progress: _Progress) -> HttpResult:
         data = self._read(environ)
-        progress.body_hash = _sha256(data)
+        progress.body_hash = raw_hash(data)
         soap_action = (environ.get("HTTP_SOAPACTION") or "").strip().strip('"')
         if soap_action != SOAP_ACTION:
             raise OtherXml(
@@ -148,7 +142,7 @@ class EbmsEndpoint:
             )
         package = parse_package(environ.get("CONTENT_TYPE", ""), data)
         progress.part_hashes = tuple(
-            (p.content_id or "", _sha256(p.body)) for p in package.attachments
+            (p.content_id or "", raw_hash(p.body)) for p in package.attachments
         )
         try:
             envelope = parse_untrusted(package.soap.body)
@@ -374,7 +368,7 @@ class EbmsEndpoint:
             message_ref=progress.header.message_id if progress.header else None,
             service=SERVICE_NAME,
             operation=progress.header.action if progress.header else "onbekend",
-            body_hash=progress.body_hash or _sha256(b""),
+            body_hash=progress.body_hash or raw_hash(b""),
             part_hashes=progress.part_hashes,
             outcome=outcome,
         )
