@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # each test run creates and drops its own schema in it.
 TEST_DATABASE_URL := $(or $(DATABASE_URL),postgresql+psycopg://postgres@127.0.0.1:5432/test)
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean chromium
 
 $(BIN)/dk-adapter: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,12 @@ lint: $(BIN)/dk-adapter
 typecheck: $(BIN)/dk-adapter
 	$(BIN)/mypy adapter
 
-pytest: $(BIN)/dk-adapter
+# The browser test drives Debian's chromium (never a browser Playwright downloads); install it
+# with apt-get only when it is missing.
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+pytest: $(BIN)/dk-adapter chromium
 	DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/pytest -q
 
 test: lint typecheck pytest

@@ -24,12 +24,11 @@ from cryptography import x509
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy import func, select, text
 
 from adapter.config import Config
-from adapter.ebms.outbound import DELIVERED, FAILED, PENDING, SENT
+from adapter.errors import StoreUnavailable
 from adapter.store.db import Database
-from adapter.store.models import OutboxMessage
+from adapter.store.outbox import OutboxStatus
 
 log = logging.getLogger("adapter.admin")
 CRL_MARGIN = timedelta(hours=12)
@@ -74,10 +73,9 @@ def readiness(config: Config, database: Database, heartbeat: Heartbeat) -> list[
     """Every reason the adapter is not ready; empty when it is."""
     problems = []
     try:
-        with database.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as exc:
-        problems.append(f"database unreachable: {type(exc).__name__}")
+        database.ping()
+    except StoreUnavailable as unavailable:
+        problems.append(f"database unreachable: {unavailable.reason.split(':')[0]}")
     now = datetime.now(UTC)
     margin = timedelta(days=config.admin.certificate_warning_days)
     try:
@@ -108,17 +106,14 @@ class StateCollector:
         queue = GaugeMetricFamily(
             "dk_outbox_messages", "Outbound ebMS messages by status", labels=["status"]
         )
-        counts = dict.fromkeys((PENDING, SENT, DELIVERED, FAILED), 0)  # zero is a value too
+        counts = dict.fromkeys(OutboxStatus, 0)  # zero is a value too
         try:
-            with self.database.transaction() as session:
-                rows = session.execute(
-                    select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
-                )
-                counts.update({status: count for status, count in rows})
-        except Exception:  # /ready reports the database; the other metrics stay available
+            with self.database.repositories() as repositories:
+                counts = repositories.outbox.counts_by_status()
+        except StoreUnavailable:  # /ready reports the database; the other metrics stay available
             log.warning("outbox depth unavailable")
         for status, count in counts.items():
-            queue.add_metric([status], count)
+            queue.add_metric([status.value], count)
         yield queue
         days = GaugeMetricFamily(
             "dk_certificate_days_to_expiry",

@@ -6,15 +6,18 @@ administrator can fix it without reading code. Nothing else in the adapter reads
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from sqlalchemy.engine import make_url
+from adapter.errors import AdapterError
 
 SERVICES = frozenset({"ValidateAbonnementen", "BerichtVerwerk", "LopendeZaken"})
 WUS_PROFILES = frozenset({"none", "2W-be"})
@@ -22,12 +25,42 @@ RECEIPT_PLACEMENTS = frozenset({"header", "wsse"})
 RECEIPT_ALGORITHMS = frozenset({"ecdsa-sha256", "rsa-sha256"})
 
 
-class ConfigError(ValueError):
+class ConfigError(AdapterError, ValueError):
     """A configuration value is missing or wrong; names file, key and reason."""
 
     def __init__(self, file: Path | str, key: str, reason: str) -> None:
         super().__init__(f"{file}: {key}: {reason}")
         self.file, self.key, self.reason = str(file), key, reason
+
+
+# The one placeholder a berichttype's link template may hold.
+REFERENTIE = "{referentie}"
+
+
+@dataclass(frozen=True)
+class BerichtType:
+    """A BerichtType an organisation may use: its name for citizens and its deep link, if any."""
+
+    code: str
+    omschrijving: str
+    active: bool = True
+    link: str | None = None  # https URL template; REFERENTIE becomes the letter's Referentie
+
+    def link_for(self, referentie: str | None) -> str | None:
+        """The link into the organisation's own environment for one letter, or None.
+
+        A template with the placeholder needs a Referentie to point anywhere; one without it
+        is the same for every letter.
+        """
+        if self.link is None:
+            return None
+        if REFERENTIE not in self.link:
+            return self.link
+        if not referentie:
+            return None
+        # Quoted whole (no safe characters): the sender's value can only ever be data in
+        # the URL, never add a path segment, a query parameter or a fragment.
+        return self.link.replace(REFERENTIE, quote(referentie, safe=""))
 
 
 @dataclass(frozen=True)
@@ -37,14 +70,22 @@ class Organisation:
     kvk: str | None
     by_law: bool
     services: frozenset[str]
-    bericht_types: frozenset[str]
+    bericht_types: frozenset[str]  # the active codes: what the organisation may send now
     wus_profile: str
     receipt: str
     acts_for: frozenset[str]
+    # Every configured type, active or not, in the order of the file.
+    bericht_type_records: tuple[BerichtType, ...] = ()
+    # Refuse (TechnischProbleem) an attachment whose XMP metadata declares no PDF/A part.
+    require_pdfa: bool = False
 
     @property
     def requires_addressing(self) -> bool:
         return self.wus_profile != "none"
+
+    def bericht_type(self, code: str) -> BerichtType | None:
+        """The configured type with this code (active or not), or None when there is none."""
+        return next((t for t in self.bericht_type_records if t.code == code), None)
 
     def may_deliver_for(self, oin: str) -> bool:
         """True when `oin` is this organisation's own or one it acts for as intermediary."""
@@ -100,6 +141,11 @@ class Limits:
     max_ebms_message_bytes: int
     personal_attachments_bytes: int
     general_attachments_bytes: int
+    # The XML parser's limits (adapter.soap.xml.XmlLimits), checked while parsing.
+    max_xml_attributes: int = 64
+    max_xml_depth: int = 64
+    max_xml_elements: int = 100_000
+    max_xml_text_length: int = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -107,6 +153,9 @@ class EbmsConfig:
     cpa_dir: Path
     blob_dir: Path  # attachment contents, one file per SHA-256
     outbox_poll_seconds: float
+    # Messages (received and sent) and their payloads are purged this many days after their
+    # CPA's PersistDuration; receipts and the audit chain never.
+    purge_margin_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -114,10 +163,21 @@ class LopendeZakenConfig:
     retention_days: int  # a closed zaak stays visible this long after its einddatum
 
 
+# The product's published advance tariff per Berichtenbox letter, euro excluding VAT: the
+# default of `[usage.tariff]`.
+PUBLISHED_TARIFF: Mapping[int, Decimal] = {
+    2018: Decimal("0.454"),
+    2019: Decimal("0.44"),
+    2020: Decimal("0.40"),
+    2022: Decimal("0.32"),
+}
+
+
 @dataclass(frozen=True)
 class UsageConfig:
-    free_units: int  # per organisation per month
-    price_per_unit_cents: float  # for every unit above the free ones
+    free_units: int  # per organisation per calendar year
+    # year -> euro per unit (a letter) excluding VAT, from that year until the next entry
+    tariff: Mapping[int, Decimal]
 
 
 @dataclass(frozen=True)
@@ -131,6 +191,45 @@ class AdminConfig:
 class LoggingConfig:
     format: str  # "text" or "json"
     level: str
+
+
+@dataclass(frozen=True)
+class CitizenConfig:
+    """The citizen listener: web pages and the app's JSON API (plain HTTP, TLS in front)."""
+
+    host: str
+    port: int
+    public_url: str  # the address citizens are sent to (login link in e-mails)
+    dev_login: bool  # login by BSN without DigiD; for development only
+    session_idle_minutes: int
+    page_size: int
+
+
+MAIL_MODES = frozenset({"files", "smtp"})
+MAIL_SECURITY = frozenset({"none", "starttls", "tls"})
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    mode: str  # "files": one .eml per e-mail in `directory`; "smtp": hand to a mail server
+    directory: Path
+    host: str
+    port: int
+    security: str  # none / starttls / tls (implicit TLS)
+    user: str | None
+    password_env: str | None  # the NAME of the environment variable holding the password
+    from_address: str
+    timeout_seconds: float
+    # PEM trust anchors for the mail server's certificate; None: the system's trust store.
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class NotificationsConfig:
+    interval_seconds: float
+    reminder_days: int
+    retry_seconds: int  # first retry after a temporary failure; doubles per attempt
+    retry_max_seconds: int
 
 
 @dataclass(frozen=True)
@@ -149,6 +248,13 @@ class Config:
     logging: LoggingConfig
     organisations_file: Path
     organisations: Organisations
+    citizen: CitizenConfig = CitizenConfig(
+        "127.0.0.1", 8080, "http://127.0.0.1:8080", False, 15, 20
+    )
+    mail: MailConfig = MailConfig(
+        "files", Path("var/mail"), "localhost", 25, "none", None, None, "noreply@localhost", 30.0
+    )
+    notifications: NotificationsConfig = NotificationsConfig(60.0, 21, 60, 3600)
 
 
 def _is_oin(value: str) -> bool:
@@ -243,6 +349,66 @@ def _https_check(value: str) -> str | None:
     return None
 
 
+def _http_url_check(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        return "must be an http:// or https:// URL"
+    return None
+
+
+def _link_template_check(value: str) -> str | None:
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return "must be a URL without spaces or control characters"
+    if "{" in value.replace(REFERENTIE, "") or "}" in value.replace(REFERENTIE, ""):
+        return f"may hold no placeholder but {REFERENTIE}"
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc:
+        return "must be an https:// URL"
+    if REFERENTIE in parts.netloc:
+        # The host is the configuration's choice; a sender's Referentie may not pick it.
+        return f"{REFERENTIE} may not be in the host name"
+    return None
+
+
+def _not_empty(value: str) -> str | None:
+    return None if value.strip() else "is empty"
+
+
+def _code_check(value: str) -> str | None:
+    return None if 1 <= len(value) <= 8 else f"{value!r} is not 1-8 characters"
+
+
+def _bericht_types(file: Path, section: _Section) -> tuple[BerichtType, ...]:
+    """The flat `bericht_types` list (active, named by their code) and the records after it."""
+    flat = section.table.get("bericht_types", [])
+    if isinstance(flat, list) and any(isinstance(value, dict) for value in flat):
+        raise ConfigError(
+            file,
+            f"{section.name}.bericht_types",
+            "lists codes only; records go in [[organisation.bericht_type]] tables",
+        )
+    section.string_list("bericht_types", [])  # checks that it lists strings
+    found: dict[str, BerichtType] = {}
+    for code in flat:  # in the file's order; a code twice in the list is harmless
+        if problem := _code_check(code):
+            raise ConfigError(file, f"{section.name}.bericht_types", problem)
+        found[code] = BerichtType(code, code)
+    records = section.get("bericht_type", list, [])
+    for index, table in enumerate(records):
+        record = _Section(file, f"{section.name}.bericht_type[{index}]", table)
+        bericht_type = BerichtType(
+            code=record.get("code", str, check=_code_check),
+            omschrijving=record.get("omschrijving", str, check=_not_empty),
+            active=record.get("active", bool, True),
+            link=record.get("link", str, None, _link_template_check),
+        )
+        record.finish()
+        if bericht_type.code in found:
+            raise ConfigError(file, f"{record.name}.code", f"{bericht_type.code} is listed twice")
+        found[bericht_type.code] = bericht_type
+    return tuple(found.values())
+
+
 def load_organisations(file: Path) -> Organisations:
     data = _read_toml(file)
     entries = data.pop("organisation", [])
@@ -265,17 +431,14 @@ def load_organisations(file: Path) -> Organisations:
             ),
             by_law=section.get("by_law", bool, False),
             services=section.string_list("services", [], SERVICES),
-            bericht_types=section.string_list("bericht_types", []),
+            bericht_type_records=(records := _bericht_types(file, section)),
+            bericht_types=frozenset(t.code for t in records if t.active),
             wus_profile=section.get("wus_profile", str, "none", _one_of(WUS_PROFILES)),
             receipt=section.get("receipt", str, "header", _one_of(RECEIPT_PLACEMENTS)),
             acts_for=section.string_list("acts_for", []),
+            require_pdfa=section.get("require_pdfa", bool, False),
         )
         section.finish()
-        for code in org.bericht_types:
-            if not 1 <= len(code) <= 8:
-                raise ConfigError(
-                    file, f"{section.name}.bericht_types", f"{code!r} is not 1-8 characters"
-                )
         for oin in org.acts_for:
             if not _is_oin(oin):
                 raise ConfigError(
@@ -295,19 +458,46 @@ def load_organisations(file: Path) -> Organisations:
     return Organisations(by_oin=by_oin, by_kvk=by_kvk)
 
 
+_DATABASE_URL = re.compile(r"(?P<backend>[a-z0-9]+)(\+[a-z0-9_]+)?://(?P<rest>.*)", re.DOTALL)
+
+
 def _database_url(file: Path, value: str, base_dir: Path) -> str:
-    try:
-        url = make_url(value)
-    except Exception:
-        raise ConfigError(file, "database.url", f"{value!r} is not a database URL") from None
-    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+    # Read here with the standard library: configuration knows no database library; the
+    # store (adapter.store.engine) parses the URL fully when it connects.
+    match = _DATABASE_URL.fullmatch(value.strip())
+    if match is None:
+        raise ConfigError(file, "database.url", f"{value!r} is not a database URL")
+    if match["backend"] not in {"sqlite", "postgresql"}:
         raise ConfigError(file, "database.url", "only sqlite and postgresql are supported")
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        # A relative SQLite path would otherwise follow the working directory of whoever starts us.
-        path = Path(url.database)
-        if not path.is_absolute():
-            url = url.set(database=str(base_dir / path))
-    return url.render_as_string(hide_password=False)
+    rest = match["rest"]
+    if match["backend"] == "sqlite" and rest.startswith("/") and rest[1:2] not in ("", "/"):
+        # sqlite:///relative/path: a relative path would otherwise follow the working
+        # directory of whoever starts us. sqlite:////absolute stays as it is.
+        path, _, query = rest[1:].partition("?")
+        if path != ":memory:":
+            absolute = str(base_dir / path)
+            return f"{value[: match.start('rest')]}/{absolute}" + (f"?{query}" if query else "")
+    return value
+
+
+def _tariff(file: Path, table: dict[str, Any] | None) -> Mapping[int, Decimal]:
+    """`[usage.tariff]`: years as keys, euro per letter as values, kept exactly as written."""
+    if table is None:
+        return PUBLISHED_TARIFF
+    if not table:
+        raise ConfigError(file, "usage.tariff", "must give the price of at least one year")
+    tariff: dict[int, Decimal] = {}
+    for year, price in table.items():
+        key = f"usage.tariff.{year}"
+        if not (len(year) == 4 and year.isdigit()):
+            raise ConfigError(file, key, "must be a year, such as 2022")
+        if isinstance(price, bool) or not isinstance(price, int | float):
+            raise ConfigError(file, key, f"must be a price in euro, not {price!r}")
+        if not math.isfinite(price) or price < 0:
+            raise ConfigError(file, key, "must be 0 or more")
+        # str() of a TOML float is its shortest form: 0.454, not 0.45400000000000001...
+        tariff[int(year)] = Decimal(str(price))
+    return dict(sorted(tariff.items()))
 
 
 def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> Config:
@@ -363,17 +553,24 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
     receipts.finish()
 
     limits = _Section(file, "limits", top.get("limits", dict, {}))
+    max_ebms_message_bytes = limits.get("max_ebms_message_bytes", int, 100 * 1024 * 1024, _positive)
     limits_config = Limits(
         max_request_bytes=limits.get("max_request_bytes", int, 4 * 1024 * 1024, _positive),
         max_klanten=limits.get("max_klanten", int, 250, _positive),
-        max_ebms_message_bytes=limits.get(
-            "max_ebms_message_bytes", int, 100 * 1024 * 1024, _positive
-        ),
+        max_ebms_message_bytes=max_ebms_message_bytes,
         personal_attachments_bytes=limits.get(
             "personal_attachments_bytes", int, 512_000, _positive
         ),
         general_attachments_bytes=limits.get(
             "general_attachments_bytes", int, 2 * 1024 * 1024, _positive
+        ),
+        max_xml_attributes=limits.get("max_xml_attributes", int, 64, _positive),
+        max_xml_depth=limits.get("max_xml_depth", int, 64, _positive),
+        max_xml_elements=limits.get("max_xml_elements", int, 100_000, _positive),
+        # Unset, the text limit follows the ebMS message cap: an inline Bijlage of any size
+        # that fits in a message then reaches BerichtVerwerk, which refuses only its Bericht.
+        max_xml_text_length=limits.get(
+            "max_xml_text_length", int, max_ebms_message_bytes, _positive
         ),
     )
     limits.finish()
@@ -389,22 +586,24 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         cpa_dir=path(ebms, "cpa_dir", "conf/cpa"),
         blob_dir=path(ebms, "blob_dir", "var/blobs"),
         outbox_poll_seconds=float(ebms.get("outbox_poll_seconds", (int, float), 5, _positive)),
+        purge_margin_days=ebms.get(
+            "purge_margin_days", int, 7, lambda v: None if v >= 0 else "must be 0 or more"
+        ),
     )
     ebms.finish()
 
     usage = _Section(file, "usage", top.get("usage", dict, {}))
+    if "price_per_unit_cents" in usage.table:
+        raise ConfigError(
+            file,
+            "usage.price_per_unit_cents",
+            "replaced by [usage.tariff]: euro per letter by year, e.g. 2022 = 0.32",
+        )
     usage_config = UsageConfig(
         free_units=usage.get(
             "free_units", int, 1000, lambda v: None if v >= 0 else "must be 0 or more"
         ),
-        price_per_unit_cents=float(
-            usage.get(
-                "price_per_unit_cents",
-                (int, float),
-                0,
-                lambda v: None if v >= 0 else "must be 0 or more",
-            )
-        ),
+        tariff=_tariff(file, usage.get("tariff", dict, None)),
     )
     usage.finish()
 
@@ -427,6 +626,52 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
     )
     logs.finish()
 
+    citizen = _Section(file, "citizen", top.get("citizen", dict, {}))
+    citizen_listen = citizen.get("listen", str, "127.0.0.1:8080", _listen_check)
+    citizen_host, _, citizen_port = citizen_listen.rpartition(":")
+    citizen_config = CitizenConfig(
+        host=citizen_host,
+        port=int(citizen_port),
+        public_url=citizen.get(
+            "public_url", str, f"http://{citizen_listen}", _http_url_check
+        ).rstrip("/"),
+        dev_login=citizen.get("dev_login", bool, False),
+        session_idle_minutes=citizen.get("session_idle_minutes", int, 15, _positive),
+        page_size=citizen.get("page_size", int, 20, _positive),
+    )
+    citizen.finish()
+
+    mail = _Section(file, "mail", top.get("mail", dict, {}))
+    mail_ca = mail.get("ca_file", str, "")
+    mail_config = MailConfig(
+        mode=mail.get("mode", str, "files", _one_of(MAIL_MODES)),
+        directory=path(mail, "directory", "var/mail"),
+        host=mail.get("host", str, "localhost"),
+        port=mail.get("port", int, 25, lambda v: None if 0 < v < 65536 else "must be a port"),
+        security=mail.get("security", str, "none", _one_of(MAIL_SECURITY)),
+        user=mail.get("user", str, "") or None,
+        password_env=mail.get("password_env", str, "") or None,
+        from_address=mail.get(
+            "from", str, "noreply@localhost", lambda v: None if "@" in v else "is no address"
+        ),
+        timeout_seconds=float(mail.get("timeout_seconds", (int, float), 30, _positive)),
+        ca_file=base_dir / mail_ca if mail_ca else None,
+    )
+    mail.finish()
+    # Checked at load, not in check_files (whose hint is `dk-adapter pki init`): the mail CA
+    # is the operator's own file, and a wrong path should stop the start, not fail every run.
+    if mail_config.ca_file is not None and not mail_config.ca_file.is_file():
+        raise ConfigError(file, "mail.ca_file", f"{mail_config.ca_file} does not exist")
+
+    notifications = _Section(file, "notifications", top.get("notifications", dict, {}))
+    notifications_config = NotificationsConfig(
+        interval_seconds=float(notifications.get("interval_seconds", (int, float), 60, _positive)),
+        reminder_days=notifications.get("reminder_days", int, 21, _positive),
+        retry_seconds=notifications.get("retry_seconds", int, 60, _positive),
+        retry_max_seconds=notifications.get("retry_max_seconds", int, 3600, _positive),
+    )
+    notifications.finish()
+
     files = _Section(file, "files", top.get("files", dict, {}))
     organisations_file = path(files, "organisations", "conf/organisations.toml")
     files.finish()
@@ -447,6 +692,9 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         logging=logging_config,
         organisations_file=organisations_file,
         organisations=load_organisations(organisations_file),
+        citizen=citizen_config,
+        mail=mail_config,
+        notifications=notifications_config,
     )
 
 

@@ -1,8 +1,14 @@
-"""Every way a request can be refused, one exception per SOAP fault.
+"""The adapter's one error vocabulary: every refusal is an `AdapterError`.
 
-Each exception carries what its fault needs (faultcode, faultstring, the detail element and
-its message) and the code that the receipt records, so the code that raises a refusal never
-builds XML and the code that builds faults never decides what went wrong.
+Three families share the root:
+- profile-neutral errors raised by the rooms that know no profile (the XML parser, schema
+  validation, transport, authorisation, the store); each profile maps them onto its own
+  codes in one table (`adapter.soap.endpoint.WUS_FAULTS`, `adapter.ebms.endpoint.EBMS_ERRORS`);
+- `SoapFault`s of the WUS profile, each carrying its faultcode, faultstring and detail;
+- `EbmsError`s of the ebMS profile, each carrying its ErrorList errorCode.
+Configuration, CPA, receipt, import and migration errors subclass the root in their own
+modules. An error carries the extra HTTP headers its answer needs (`http_headers`), so the
+code that answers never asks what kind of error it holds.
 """
 
 from __future__ import annotations
@@ -10,6 +16,75 @@ from __future__ import annotations
 
 class AdapterError(Exception):
     """Base class of everything the adapter refuses on purpose."""
+
+    # Extra headers on the HTTP answer (e.g. Connection: close after an unread body).
+    http_headers: tuple[tuple[str, str], ...] = ()
+
+
+# --- profile-neutral errors ----------------------------------------------------------------
+
+
+class Rejected(AdapterError):
+    """A neutral refusal with a plain reason for the peer; profiles translate the class."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class XmlRejected(Rejected):
+    """Input the safe XML parser refuses (WUS 0001/0009, ebMS OtherXml)."""
+
+
+class MalformedXml(XmlRejected):
+    """Not well-formed, or empty."""
+
+
+class ForbiddenMarkup(XmlRejected):
+    """Markup a SOAP message must not carry: a DTD, an entity declaration, a processing
+    instruction, or an XML version other than 1.0."""
+
+
+class XmlTooComplex(XmlRejected):
+    """Past a parser limit (attributes per element, depth, elements, text length): refused
+    while parsing, before a whole tree exists (adapter.soap.xml.XmlLimits)."""
+
+
+class XmlNotUtf8(XmlRejected):
+    """Digikoppeling allows UTF-8 only (WS006)."""
+
+
+class SchemaViolation(Rejected):
+    """A payload that does not conform to its XSD; the reason names line and element."""
+
+
+class UnknownParty(Rejected):
+    """No client certificate, no OIN in it, or an OIN that is not configured."""
+
+
+class NotGranted(Rejected):
+    """A configured organisation calling a service its `services` grant does not list."""
+
+
+class BodyUnreadable(Rejected):
+    """The HTTP body is missing, or its Content-Length is not a number."""
+
+
+class BodyTooLarge(Rejected):
+    """Refused by size before a byte of it is parsed; the rest of the body is not read."""
+
+    http_headers = (("Connection", "close"),)
+
+
+class StoreUnavailable(Rejected):
+    """The database could not be reached or failed; nothing of the request was stored."""
+
+
+class StoreConflict(Rejected):
+    """A concurrent transaction stored the same row first; running again sees it."""
+
+
+# --- the WUS profile -------------------------------------------------------------------------
 
 
 class SoapFault(AdapterError):
@@ -107,6 +182,8 @@ class ServiceUnavailable(SoapFault):
 class RequestTooLarge(InvalidEnvelope):
     """Refused by size before a byte of it is parsed."""
 
+    http_headers = BodyTooLarge.http_headers
+
 
 # Lopende Zaken refusal codes; the same list documents the ApplicationFault in
 # xsd/lopende-zaken.xsd, and StUF Fo01 uses them as its foutcode.
@@ -132,6 +209,9 @@ class ZaakRefused(SoapFault):
     def __init__(self, code: str, message: str) -> None:
         self.code, self.text = code, ZAAK_CODES[code]
         super().__init__(message)
+
+
+# --- the ebMS profile ------------------------------------------------------------------------
 
 
 class EbmsError(AdapterError):

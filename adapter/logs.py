@@ -42,3 +42,9 @@ def configure_logging(config: LoggingConfig) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # "skipped: maximum number of running instances reached" is the intended overlap guard.
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+
+
+def masked_bsn(bsn: str) -> str:
+    """A BSN as logs may show it, `999993653` as `******653` (SPEC Part D): enough to help a
+    citizen on the phone, not to identify one."""
+    return "*" * max(len(bsn) - 3, 0) + bsn[-3:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adapter.config import Organisation
+from adapter.errors import NotGranted
 
 
 @dataclass(frozen=True)
@@ -15,3 +16,9 @@ class Party:
     organisation: Organisation
     fingerprint: str
     subject: str
+
+    def require(self, service: str) -> None:
+        """Authorisation, the same for every profile: the organisation must be granted
+        `service` in organisations.toml, else `NotGranted` (each profile says it its way)."""
+        if service not in self.organisation.services:
+            raise NotGranted(f"{self.organisation.name} is niet aangesloten op {service}")

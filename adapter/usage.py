@@ -1,70 +1,72 @@
-"""`dk-adapter usage --month YYYY-MM`: what each organisation used in a month, and what it costs.
+"""The usage report: what each organisation used in a month and in its year so far, and the cost.
 
-What is counted, per OIN, for one calendar month:
+It follows the product's tariff model (p x q since 2018, settled per calendar year):
 
-* **letters** - Berichtenbox letters delivered: rows of `berichten` whose `leverancier_oin` is
-  the OIN. Only letters that were accepted and stored are there (a letter refused with a
-  verwerkingscode is not). An intermediary's letters count for the organisation it delivered
-  for (the BerichtLeverancierID), not for the intermediary.
-* **status updates** - Lopende Zaken statuses stored: rows of `zaak_statussen` of the zaken
-  (`zaken.oin`) of the OIN. A status sent again (STATUS_AL_BEKEND) is stored once and counted
-  once. Zaken removed by `retention run` take their statuses with them, so report a month well
-  within `lopende_zaken.retention_days`.
-* **ValidateAbonnementen** - requests answered: stored receipts of service
-  "ValidateAbonnementen" with outcome "Geaccepteerd", counted for the caller (the receipt's
-  `sender_oin`, which for an intermediary is the intermediary). Reported, not billed.
-* **logins** - not counted: citizens log in to MijnOverheid (DigiD), never to this adapter, so
-  it has nothing to count; the report says "n.v.t.".
-
-**A unit** is one letter delivered or one status update stored: units = letters + status
-updates. ValidateAbonnementen requests are not units - they are the check that comes before
-sending letters, and billing them as well would charge twice for one letter.
-
-Every organisation gets `usage.free_units` units free per month (the same for all, also for
-OINs no longer configured); billable units = max(0, units - free_units); the amount in euro
-= billable x `usage.price_per_unit_cents` / 100, computed in Decimal (the configured price
-taken as written, not as its binary float) and rounded half-up to whole cents, per line. The
-total is the sum of the rounded lines, as the invoices per organisation would add up.
+* **A unit is one Berichtenbox letter accepted** (verwerkingscode `Verwerkt`), counted for
+  the organisation it was delivered for; see adapter/store/usage.py for what each count
+  reads. Lopende Zaken status updates and ValidateAbonnementen calls are reported beside the
+  units but not charged: Lopende Zaken is free for now, and a ValidateAbonnementen call is
+  the check before a letter, which would otherwise be charged twice.
+* **DigiD logins** are units in the product's model too, but citizens log in to MijnOverheid,
+  never to this adapter, so it has nothing to count: the report says "n.v.t.".
+* **Free units**: the first `usage.free_units` units (1,000) of every calendar year are free
+  for every organisation (also for OINs no longer configured), wherever in the year they
+  fall. A month's free units are those of its units that still fit in the year's allowance
+  after the units of the months before it; the rest are billable. The year to date runs from
+  1 January up to the end of the month and adds up the same way.
+* **The tariff** is `usage.tariff`, euro per unit excluding VAT by year: a month is charged
+  at the price of the most recent year in the table at or before the month's year (2021 at
+  2020's price, 2026 at 2022's); a month before the table's first year has no price and is
+  refused.
+* **Money** is Decimal: billable units x the price as written in the configuration, rounded
+  half-up to whole cents, per line and period. The month's and the year to date's amounts
+  are each rounded from their own billable units, so the months of a year can add up to a
+  cent or so more or less than its year-to-date amount, which is what a yearly settlement
+  charges. A total is the sum of its rounded lines, as the invoices per organisation add up.
 
 **The month** runs from 00:00 UTC on its first day to 00:00 UTC on the first day of the next
 month (start included, end excluded), like the rest of the store, which keeps moments in UTC
-only; a letter at 00:30 Dutch time on the 1st therefore falls in the previous month.
+only; a letter at 00:30 Dutch time on the 1st therefore falls in the previous month. The
+year likewise starts at 00:00 UTC on 1 January.
 
 Every configured organisation gets a line, with zeros when it used nothing; an OIN found in the
-data but no longer in organisations.toml gets a line too, marked as not configured. Each count
-is one aggregate query (COUNT ... GROUP BY), all three in one statement (one snapshot), so a
-month of millions of rows is counted inside the database and read back as a few rows. Neither
-`berichten` nor `zaak_statussen` has an index on `received_at`, so those two are one sequential
-scan each (all three together took about 0.6 s with 1.5 million rows in each table on
-PostgreSQL); SQLite walks `receipts` through `ix_receipts_sender_received` for the grouping.
+data but no longer in organisations.toml gets a line too, marked as not configured.
+
+**The CSV** (`--csv FILE`) has a header row and one row per OIN, in the table's order, without
+a total row; decimal point, no thousands separators:
+
+    month                       the month, YYYY-MM
+    oin, name, configured       the organisation; name empty and configured "false" when the
+                                OIN is no longer in organisations.toml
+    status_updates              Lopende Zaken statuses stored in the month (not charged)
+    validate_abonnementen       ValidateAbonnementen calls answered in the month (not charged)
+    logins                      "n.v.t." (not counted, see above)
+    units                       letters accepted in the month
+    free_units                  of those, the ones still within the year's free allowance
+    billable_units              units - free_units
+    amount_eur                  billable_units x price_per_unit_eur, rounded half-up to cents
+    ytd_status_updates, ytd_validate_abonnementen, ytd_units, ytd_free_units,
+    ytd_billable_units, ytd_amount_eur
+                                the same for the year to date: 1 January to the month's end
+    tariff_year                 the year of `usage.tariff` whose price applies
+    price_per_unit_eur          that price, euro per unit excluding VAT
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import re
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy import func, literal, select, union_all
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
-
-from adapter.config import Config, Organisations, UsageConfig
-from adapter.store.db import reading_session
-from adapter.store.models import Bericht, StoredReceipt, Zaak, ZaakStatus
-
-ConfigLoader = Callable[[argparse.Namespace], Config]
+from adapter.config import Organisations, UsageConfig
+from adapter.errors import AdapterError
+from adapter.store.usage import Counts, Usage
 
 NOT_COUNTED = "n.v.t."  # what the report says for logins
-VALIDATE_SERVICE = "ValidateAbonnementen"
-ACCEPTED = "Geaccepteerd"  # StoredReceipt.outcome of an accepted (answered) request
 CENT = Decimal("0.01")
 
 CSV_HEADER = (
@@ -72,39 +74,90 @@ CSV_HEADER = (
     "oin",
     "name",
     "configured",
-    "letters",
     "status_updates",
     "validate_abonnementen",
     "logins",
     "units",
     "free_units",
     "billable_units",
-    "price_per_unit_cents",
     "amount_eur",
+    "ytd_status_updates",
+    "ytd_validate_abonnementen",
+    "ytd_units",
+    "ytd_free_units",
+    "ytd_billable_units",
+    "ytd_amount_eur",
+    "tariff_year",
+    "price_per_unit_eur",
 )
 
 
-@dataclass(frozen=True)
-class UsageLine:
-    """One organisation's use in one month; see the module docstring for each count."""
+class NoTariff(AdapterError, LookupError):
+    """The tariff table has no year at or before the one asked for."""
 
-    oin: str
-    name: str | None  # None when the OIN is no longer in organisations.toml
-    letters: int
+
+@dataclass(frozen=True)
+class Tariff:
+    """The price that applies to a month: that of `year`, its table entry at or before it."""
+
+    year: int
+    price: Decimal  # euro per unit, excluding VAT
+
+    def amount(self, billable_units: int) -> Decimal:
+        """billable x price, rounded half-up to whole cents."""
+        return (billable_units * self.price).quantize(CENT, ROUND_HALF_UP)
+
+
+def tariff_for(year: int, usage_config: UsageConfig) -> Tariff:
+    """The most recent entry of `usage.tariff` at or before `year`; NoTariff when there is none."""
+    earlier = [entry for entry in usage_config.tariff if entry <= year]
+    if not earlier:
+        first = min(usage_config.tariff, default=None)
+        starts = f"it starts in {first}" if first is not None else "it is empty"
+        raise NoTariff(f"usage.tariff has no price for {year}: {starts}")
+    applying = max(earlier)
+    return Tariff(applying, usage_config.tariff[applying])
+
+
+@dataclass(frozen=True)
+class Period:
+    """One organisation's use in one period (the month, or the year to date), and its charge."""
+
     status_updates: int
     validate_requests: int
+    units: int  # letters accepted
     free_units: int
     billable_units: int
     amount: Decimal  # euro, rounded half-up to cents
     logins: int | None = None  # None: not counted (the adapter never sees citizen logins)
 
+
+@dataclass(frozen=True)
+class UsageLine:
+    """One organisation's month and year to date."""
+
+    oin: str
+    name: str | None  # None when the OIN is no longer in organisations.toml
+    month: Period
+    year_to_date: Period
+
     @property
     def configured(self) -> bool:
         return self.name is not None
 
-    @property
-    def units(self) -> int:
-        return self.letters + self.status_updates
+
+@dataclass(frozen=True)
+class UsageReport:
+    month: date  # its first day
+    tariff: Tariff
+    free_units: int  # per organisation per calendar year
+    lines: Sequence[UsageLine]
+
+    def line(self, oin: str) -> UsageLine:
+        for line in self.lines:
+            if line.oin == oin:
+                return line
+        raise KeyError(oin)
 
 
 def month_bounds(month: date) -> tuple[datetime, datetime]:
@@ -115,150 +168,128 @@ def month_bounds(month: date) -> tuple[datetime, datetime]:
     return start, datetime(month.year, month.month + 1, 1, tzinfo=UTC)
 
 
-def unit_price(usage_config: UsageConfig) -> Decimal:
-    """The configured price in cents as written in the file (0.35, not 0.34999999999999997...)."""
-    return Decimal(repr(float(usage_config.price_per_unit_cents)))
+def year_start(month: date) -> datetime:
+    return datetime(month.year, 1, 1, tzinfo=UTC)
 
 
-def amount_eur(billable_units: int, usage_config: UsageConfig) -> Decimal:
-    """billable x price in cents / 100, rounded half-up to whole cents."""
-    return (billable_units * unit_price(usage_config) / 100).quantize(CENT, ROUND_HALF_UP)
-
-
-def _counts(session: Session, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
-    """{kind: {oin: count}} for the three counted kinds, from one aggregate statement."""
-    letters = (
-        select(
-            literal("letters").label("kind"),
-            Bericht.leverancier_oin.label("oin"),
-            func.count().label("n"),
-        )
-        .where(Bericht.received_at >= start, Bericht.received_at < end)
-        .group_by(Bericht.leverancier_oin)
+def _period(counts: Counts, free_left: int, tariff: Tariff) -> Period:
+    """The period's counts charged: its first `free_left` units are free, the rest billable."""
+    free = min(counts.letters, max(free_left, 0))
+    billable = counts.letters - free
+    return Period(
+        status_updates=counts.status_updates,
+        validate_requests=counts.validate_requests,
+        units=counts.letters,
+        free_units=free,
+        billable_units=billable,
+        amount=tariff.amount(billable),
     )
-    statuses = (
-        select(
-            literal("status_updates").label("kind"),
-            Zaak.oin.label("oin"),
-            func.count().label("n"),
-        )
-        .select_from(ZaakStatus)
-        .join(Zaak, Zaak.id == ZaakStatus.zaak_id)
-        .where(ZaakStatus.received_at >= start, ZaakStatus.received_at < end)
-        .group_by(Zaak.oin)
-    )
-    validations = (
-        select(
-            literal("validate").label("kind"),
-            StoredReceipt.sender_oin.label("oin"),
-            func.count().label("n"),
-        )
-        .where(
-            StoredReceipt.received_at >= start,
-            StoredReceipt.received_at < end,
-            StoredReceipt.service == VALIDATE_SERVICE,
-            StoredReceipt.outcome == ACCEPTED,
-        )
-        .group_by(StoredReceipt.sender_oin)
-    )
-    counts: dict[str, dict[str, int]] = {"letters": {}, "status_updates": {}, "validate": {}}
-    for kind, oin, n in session.execute(union_all(letters, statuses, validations)):
-        counts[kind][oin] = int(n)
-    return counts
 
 
 def monthly_usage(
-    session: Session, month: date, organisations: Organisations, usage_config: UsageConfig
-) -> list[UsageLine]:
-    """One line per OIN for the month of `month` (any day in it; UTC month boundaries).
+    usage: Usage, month: date, organisations: Organisations, usage_config: UsageConfig
+) -> UsageReport:
+    """The report for the month of `month` (any day in it; UTC boundaries) and its year so far.
 
     Configured organisations come first, in OIN order, each also when it used nothing; then
     the OINs found in the data that are no longer configured (`name` None), in OIN order.
+    Raises NoTariff before reading anything when no price applies to the month.
     """
+    tariff = tariff_for(month.year, usage_config)
     start, end = month_bounds(month)
-    counts = _counts(session, start, end)
-    seen: set[str] = set()
-    for by_oin in counts.values():
-        seen.update(by_oin)
+    counts = usage.counts(year_start(month), start, end)
     configured = sorted(organisations.by_oin)
-    unconfigured = sorted(seen - set(configured))
+    unconfigured = sorted(counts.oins() - set(configured))
+    allowance = usage_config.free_units
     lines = []
     for oin in configured + unconfigured:
         organisation = organisations.by_oin.get(oin)
-        letters = counts["letters"].get(oin, 0)
-        status_updates = counts["status_updates"].get(oin, 0)
-        billable = max(0, letters + status_updates - usage_config.free_units)
+        earlier = counts.earlier.get(oin, Counts())
+        this_month = counts.later.get(oin, Counts())
         lines.append(
             UsageLine(
                 oin=oin,
                 name=organisation.name if organisation is not None else None,
-                letters=letters,
-                status_updates=status_updates,
-                validate_requests=counts["validate"].get(oin, 0),
-                free_units=usage_config.free_units,
-                billable_units=billable,
-                amount=amount_eur(billable, usage_config),
+                month=_period(this_month, allowance - earlier.letters, tariff),
+                year_to_date=_period(earlier + this_month, allowance, tariff),
             )
         )
-    return lines
+    return UsageReport(month=month, tariff=tariff, free_units=allowance, lines=lines)
 
 
 def _month_label(month: date) -> str:
     return f"{month.year:04d}-{month.month:02d}"
 
 
-def _plain(value: Decimal) -> str:
-    """A Decimal without exponent or trailing zeros: 0.35, 2, 100."""
-    return format(value.normalize(), "f")
+def _price(value: Decimal) -> str:
+    """A price as written, with at least whole cents: 0.454, 0.40, 1.00."""
+    exact = value.normalize()
+    exponent = exact.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -2:
+        exact = exact.quantize(CENT)
+    return format(exact, "f")
 
 
-def _logins(line: UsageLine) -> str:
-    return NOT_COUNTED if line.logins is None else str(line.logins)
+def _logins(period: Period) -> str:
+    return NOT_COUNTED if period.logins is None else str(period.logins)
 
 
-def format_table(lines: Sequence[UsageLine], month: date, usage_config: UsageConfig) -> str:
-    """The report as aligned text: a heading, one row per OIN, a total row, and the notes."""
-    start, end = month_bounds(month)
-    headers = (
-        "OIN",
-        "Organisation",
-        "Letters",
-        "Status updates",
-        "ValidateAbonnementen",
-        "Logins",
-        "Units",
-        "Free",
-        "Billable",
-        "Amount EUR",
-    )
-    rows = [
+HEADERS = (
+    "OIN",
+    "Organisation",
+    "Status updates",
+    "ValidateAbonnementen",
+    "Logins",
+    "Units",
+    "Free",
+    "Billable",
+    "Amount EUR",
+)
+
+
+Row = tuple[str, ...]
+
+
+def _rows(report: UsageReport, pick: str) -> tuple[list[Row], Row]:
+    """The rows and the total row of one period (`pick`: "month" or "year_to_date")."""
+    periods = [(line, getattr(line, pick)) for line in report.lines]
+    rows: list[Row] = [
         (
             line.oin,
             line.name if line.name is not None else "* not configured",
-            str(line.letters),
-            str(line.status_updates),
-            str(line.validate_requests),
-            _logins(line),
-            str(line.units),
-            str(line.free_units),
-            str(line.billable_units),
-            f"{line.amount:.2f}",
+            str(period.status_updates),
+            str(period.validate_requests),
+            _logins(period),
+            str(period.units),
+            str(period.free_units),
+            str(period.billable_units),
+            f"{period.amount:.2f}",
         )
-        for line in lines
+        for line, period in periods
     ]
-    total = (
+    total: Row = (
         "Total",
         "",
-        str(sum(line.letters for line in lines)),
-        str(sum(line.status_updates for line in lines)),
-        str(sum(line.validate_requests for line in lines)),
+        str(sum(period.status_updates for _, period in periods)),
+        str(sum(period.validate_requests for _, period in periods)),
         NOT_COUNTED,
-        str(sum(line.units for line in lines)),
-        "",
-        str(sum(line.billable_units for line in lines)),
-        f"{sum((line.amount for line in lines), Decimal('0.00')):.2f}",
+        str(sum(period.units for _, period in periods)),
+        str(sum(period.free_units for _, period in periods)),
+        str(sum(period.billable_units for _, period in periods)),
+        f"{sum((period.amount for _, period in periods), Decimal('0.00')):.2f}",
     )
-    widths = [max(len(row[i]) for row in (headers, *rows, total)) for i in range(len(headers))]
+    return rows, total
+
+
+def format_table(report: UsageReport) -> str:
+    """The report as aligned text: a heading, the month, the year to date, and the notes."""
+    start, end = month_bounds(report.month)
+    label = _month_label(report.month)
+    month_rows, month_total = _rows(report, "month")
+    year_rows, year_total = _rows(report, "year_to_date")
+    every = (HEADERS, *month_rows, month_total, *year_rows, year_total)
+    # One set of widths for both tables, so their columns line up.
+    widths = [max(len(row[i]) for row in every) for i in range(len(HEADERS))]
 
     def render(row: Sequence[str]) -> str:
         cells = [
@@ -268,48 +299,61 @@ def format_table(lines: Sequence[UsageLine], month: date, usage_config: UsageCon
         return "  ".join(cells).rstrip()
 
     rule = "  ".join("-" * width for width in widths)
+
+    def table(rows: list[Row], total: Row) -> list[str]:
+        return [render(HEADERS), rule, *(render(row) for row in rows), rule, render(total)]
+
     out = [
-        f"Usage {_month_label(month)} ({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC): "
-        f"{usage_config.free_units} units free per organisation, then "
-        f"{_plain(unit_price(usage_config))} cents per unit",
+        f"Usage {label} ({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)",
+        f"Tariff: EUR {_price(report.tariff.price)} per unit excl. VAT (usage.tariff "
+        f"{report.tariff.year}); {report.free_units} units free per organisation per calendar "
+        "year",
         "",
-        render(headers),
-        rule,
-        *(render(row) for row in rows),
-        rule,
-        render(total),
+        f"Month {label}",
+        *table(month_rows, month_total),
         "",
-        "Units are letters delivered plus status updates stored.",
+        f"Year to date ({start.year:04d}-01-01 00:00 to {end:%Y-%m-%d %H:%M} UTC)",
+        *table(year_rows, year_total),
+        "",
+        "Units are Berichtenbox letters accepted (Verwerkt). Free: those among the "
+        f"organisation's first {report.free_units} of the calendar year.",
+        "Status updates and ValidateAbonnementen calls are reported, not charged.",
         f"Logins: {NOT_COUNTED}, the adapter does not see citizen logins.",
     ]
-    if any(not line.configured for line in lines):
+    if any(not line.configured for line in report.lines):
         out.append("* not configured: the OIN is no longer in the organisations file.")
     return "\n".join(out) + "\n"
 
 
-def write_csv(
-    lines: Sequence[UsageLine], month: date, usage_config: UsageConfig, out: TextIO
-) -> None:
-    """A header row, then one row per OIN; decimal point, no thousands separators, no total."""
+def write_csv(report: UsageReport, out: TextIO) -> None:
+    """A header row, then one row per OIN; the columns are listed in the module docstring."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADER)
-    price = _plain(unit_price(usage_config))
-    for line in lines:
+    label = _month_label(report.month)
+    price = _price(report.tariff.price)
+    for line in report.lines:
+        month, year = line.month, line.year_to_date
         writer.writerow(
             (
-                _month_label(month),
+                label,
                 line.oin,
                 line.name or "",
                 "true" if line.configured else "false",
-                line.letters,
-                line.status_updates,
-                line.validate_requests,
-                _logins(line),
-                line.units,
-                line.free_units,
-                line.billable_units,
+                month.status_updates,
+                month.validate_requests,
+                _logins(month),
+                month.units,
+                month.free_units,
+                month.billable_units,
+                f"{month.amount:.2f}",
+                year.status_updates,
+                year.validate_requests,
+                year.units,
+                year.free_units,
+                year.billable_units,
+                f"{year.amount:.2f}",
+                report.tariff.year,
                 price,
-                f"{line.amount:.2f}",
             )
         )
 
@@ -318,45 +362,8 @@ _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
 
 def parse_month(value: str) -> date:
-    """'2026-01' -> date(2026, 1, 1); anything else is an argparse error naming the format."""
+    """'2026-01' -> date(2026, 1, 1); anything else is a ValueError naming the format."""
     match = _MONTH.fullmatch(value.strip())
     if match is None or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a month YYYY-MM (e.g. 2026-01)")
+        raise ValueError(f"{value!r} is not a month YYYY-MM (e.g. 2026-01)")
     return date(int(match[1]), int(match[2]), 1)
-
-
-def cmd_usage(args: argparse.Namespace, config_loader: ConfigLoader) -> int:
-    config = config_loader(args)
-    month: date = args.month
-    try:
-        with reading_session(config.database_url) as session:
-            lines = monthly_usage(session, month, config.organisations, config.usage)
-    except SQLAlchemyError as exc:
-        message = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
-        print(f"error: database: {message}", file=sys.stderr)
-        return 2
-    sys.stdout.write(format_table(lines, month, config.usage))
-    if args.csv:
-        target = Path(args.csv)
-        with target.open("w", encoding="utf-8", newline="") as out:
-            write_csv(lines, month, config.usage, out)
-        print(f"CSV written to {target}")
-    return 0
-
-
-def add_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], config_loader: ConfigLoader
-) -> None:
-    """Register `usage --month YYYY-MM [--csv FILE]` on the CLI's subcommands.
-
-    It sets `func(args) -> int`, as the other commands do; `config_loader` reads the
-    configuration from the parsed arguments (`--config`).
-    """
-    usage = commands.add_parser(
-        "usage", help="use and cost per organisation in a month (letters, status updates)"
-    )
-    usage.add_argument(
-        "--month", type=parse_month, required=True, help="the month, YYYY-MM (UTC boundaries)"
-    )
-    usage.add_argument("--csv", metavar="FILE", help="also write the lines as CSV to FILE")
-    usage.set_defaults(func=lambda args: cmd_usage(args, config_loader))

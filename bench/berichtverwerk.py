@@ -13,7 +13,7 @@ What it does, all on loopback and in a temporary directory that is removed after
    SQLite in the temp dir, or a fresh schema in the PostgreSQL of DATABASE_URL that is dropped
    at the end; `--database both` runs SQLite first, then PostgreSQL, each on its own server).
    The CPAs point the organisations' endpoint at a peer in this process: an
-   `adapter.ebms.receiver.EbmsReceiver` serving Gemeente Voorbeeldstad's (00000099000000002000)
+   `adapter.kit.receiver.EbmsReceiver` serving Gemeente Voorbeeldstad's (00000099000000002000)
    client certificate, which acknowledges every message it gets and counts the
    BerichtVerwerkResponses (GLOBE-R-BV-Result) by the MessageId they answer.
 2. Six scenarios: batches of 1, 100 and 1000 Berichten, without and then with attachments.
@@ -84,8 +84,8 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from adapter.ebms.message import EB, error_of  # noqa: E402
 from adapter.ebms.mime import build_package  # noqa: E402
-from adapter.ebms.receiver import ACKNOWLEDGE, EbmsReceiver, ReceivedMessage, Reply  # noqa: E402
-from adapter.ebms.sender import RESULT_ACTION, batch_request  # noqa: E402
+from adapter.kit.receiver import ACKNOWLEDGE, EbmsReceiver, ReceivedMessage, Reply  # noqa: E402
+from adapter.kit.sender import RESULT_ACTION, batch_request  # noqa: E402
 from adapter.pki.devca import PkiFiles  # noqa: E402
 from adapter.receipts.model import NS as RECEIPT_NS  # noqa: E402
 from bench._setup import (  # noqa: E402

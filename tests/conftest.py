@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -188,14 +188,18 @@ def write_config(
     port: int,
     peer_port: int | None = None,
     admin_port: int | None = None,
+    citizen_port: int | None = None,
 ) -> Path:
     """An adapter.toml for a test server, pointing at the session's PKI.
 
     The CPAs send organisations' messages to 127.0.0.1:`peer_port`, where ebMS tests run
-    their peer; the outbox is polled every 0.2 s and retries after 1 s.
+    their peer; the outbox is polled every 0.2 s and retries after 1 s. The citizen pages
+    listen on `citizen_port` with the development login, and e-mail goes to files in the
+    test's own directory.
     """
     conf = directory / "conf"
     conf.mkdir(parents=True, exist_ok=True)
+    citizen_port = citizen_port or free_port()
     shutil.copy(CONF / "organisations.toml", conf / "organisations.toml")
     cpa_dir = write_cpas(directory, port, peer_port or free_port())
     certs = pki.directory
@@ -222,6 +226,12 @@ private_key = "{certs / "receipt-signing.key"}"
 algorithm = "ecdsa-sha256"
 [admin]
 listen = "127.0.0.1:{admin_port or free_port()}"
+[citizen]
+listen = "127.0.0.1:{citizen_port}"
+public_url = "http://127.0.0.1:{citizen_port}"
+dev_login = true
+[mail]
+directory = "{directory / "mail"}"
 [ebms]
 cpa_dir = "{cpa_dir}"
 blob_dir = "{directory / "blobs"}"
@@ -256,12 +266,13 @@ class Server:
     log: Path
     peer_port: int  # where the CPAs send organisations' ebMS messages
     admin_url: str  # the plain-HTTP admin listener: /health, /ready, /metrics
+    citizen_url: str  # the citizen pages (development login)
 
     def restart(self) -> None:
         """Stop the adapter (SIGTERM) and start it again on the same configuration."""
         stop_server(self.process)
         self.process = start_server(self.config, self.database_url, self.log)
-        for url in (self.url, self.admin_url):
+        for url in (self.url, self.admin_url, self.citizen_url):
             _wait_for_port(int(url.rsplit(":", 1)[1]), self.process, self.log)
 
     def count(self, table: str, where: str = "1=1") -> int:
@@ -288,14 +299,21 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
     raise RuntimeError(f"server did not listen on {port}:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="module")
-def server(
-    pki: Pki, database_url: str, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def running_server(
+    pki: Pki,
+    database_url: str,
+    directory: Path,
+    prepare: Callable[[Path], None] | None = None,
 ) -> Iterator[Server]:
-    """`dk-adapter serve` with the example accounts loaded."""
-    directory = tmp_path_factory.mktemp("server")
-    port, peer_port, admin_port = free_port(), free_port(), free_port()
-    config = write_config(directory, pki, database_url, port, peer_port, admin_port)
+    """`dk-adapter serve` with the example accounts loaded, stopped afterwards.
+
+    `prepare(directory)` may change the written configuration (organisations, CPAs) first.
+    """
+    port, peer_port, admin_port, citizen_port = (free_port() for _ in range(4))
+    config = write_config(directory, pki, database_url, port, peer_port, admin_port, citizen_port)
+    if prepare is not None:
+        prepare(directory)
     imported = run_cli(
         "accounts",
         "import",
@@ -317,14 +335,25 @@ def server(
         log,
         peer_port,
         f"http://127.0.0.1:{admin_port}",
+        f"http://127.0.0.1:{citizen_port}",
     )
     try:
         _wait_for_port(port, process, log)
         _wait_for_port(admin_port, process, log)  # the scheduler process is up as well
+        _wait_for_port(citizen_port, process, log)  # and the citizen listener
         yield server
     finally:
         stop_server(server.process)
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def server(
+    pki: Pki, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """`dk-adapter serve` with the example accounts loaded."""
+    with running_server(pki, database_url, tmp_path_factory.mktemp("server")) as running:
+        yield running
 
 
 def start_server(config: Path, database_url: str, log: Path) -> subprocess.Popen[bytes]:

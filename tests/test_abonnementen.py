@@ -196,6 +196,8 @@ def refused(
         ("elfproef", "Klant 2: Key is geen geldig BSN (elfproef)"),
         ("other leverancier", "berichtleverancierCode 00000099000000001000 is niet het OIN"),
         ("type not granted", "berichtTypeCode AANSLAG is niet toegekend"),
+        # conf/organisations.toml lists HERINNER for the Gemeente with active = false.
+        ("type inactive", "berichtTypeCode HERINNER is niet actief"),
     ],
 )
 def test_invalid_aanvragen_get_an_application_fault(
@@ -206,6 +208,7 @@ def test_invalid_aanvragen_get_an_application_fault(
         "elfproef": aanvraag([SUBSCRIBED, "123456789"], GEMEENTE),
         "other leverancier": aanvraag([SUBSCRIBED], BELASTINGDIENST),
         "type not granted": aanvraag([SUBSCRIBED], GEMEENTE, "AANSLAG"),
+        "type inactive": aanvraag([SUBSCRIBED], GEMEENTE, "HERINNER"),
     }[case]
     (code, text, detail), document = refused(server, pki, body)
     assert (code, text) == ("s:Client", "Aanvraag ongeldig")
@@ -286,6 +289,98 @@ def test_doctype_and_entity_bomb_are_refused_before_parsing(server: Server, pki:
     (code, text, _), document = refused(server, pki, bomb)
     assert (code, text) == ("s:Client", "0001 Invalide soap envelope")
     assert "DTD" in (receipt_text(document, "a:Uitkomst/a:Geweigerd/a:Reden") or "")
+
+
+def test_a_bsn_key_split_by_a_comment_is_answered_as_the_whole_bsn(
+    server: Server, pki: Pki
+) -> None:
+    response = post(
+        f"{server.url}/abonnementen",
+        aanvraag(["99999<!---->3653"], GEMEENTE),
+        pki.clients[GEMEENTE].pair,
+        pki.root,
+    )
+    assert response.status_code == 200
+    document = etree.fromstring(response.content)
+    assert [k.text for k in document.iter("{*}Key")] == [SUBSCRIBED]
+    assert response.content.count(b"isBerichtSturen>true<") == 1
+
+
+HUNDRED_THOUSAND_ATTRIBUTES = b" ".join(b'a%d="1"' % n for n in range(100_000))
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            aanvraag([SUBSCRIBED], GEMEENTE).replace(
+                b"<ValidateAbonnementen ",
+                b"<ValidateAbonnementen " + HUNDRED_THOUSAND_ATTRIBUTES + b" ",
+            ),
+            "element ValidateAbonnementen heeft 100003 attributen en namespacedeclaraties;"
+            " maximaal 64",
+        ),
+        (
+            aanvraag([SUBSCRIBED], GEMEENTE).replace(b"?>", b'?><?xml-stylesheet href="x"?>', 1),
+            "processing instructions zijn niet toegestaan",
+        ),
+        (
+            aanvraag([SUBSCRIBED], GEMEENTE).replace(b'version="1.0"', b'version="1.1"', 1),
+            "XML-versie 1.1 is niet toegestaan, gebruik XML 1.0",
+        ),
+    ],
+    ids=["100000-attributes", "processing-instruction", "xml-1.1"],
+)
+def test_markup_or_cost_past_the_parser_limits_is_refused_with_0001_before_hashing(
+    server: Server, pki: Pki, body: bytes, reason: str
+) -> None:
+    (code, text, _), document = refused(server, pki, body)
+    assert (code, text) == ("s:Client", "0001 Invalide soap envelope")
+    assert receipt_text(document, "a:Uitkomst/a:Geweigerd/a:Reden") == (
+        f"0001 Invalide soap envelope: {reason}"
+    )
+    # Hashed as raw bytes: the exclusive c14n is never computed over a tree the parser refused.
+    raw = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    assert receipt_text(document, "a:BodyHash") == raw
+
+
+@pytest.mark.parametrize(
+    ("content_type", "faultstring", "reason"),
+    [
+        (
+            "application/json",
+            "0001 Invalide soap envelope",
+            "Content-Type application/json is geen text/xml (SOAP 1.1)",
+        ),
+        (
+            "text/plain",
+            "0001 Invalide soap envelope",
+            "Content-Type text/plain is geen text/xml (SOAP 1.1)",
+        ),
+        (
+            "text/xml; charset=iso-8859-1",
+            "0009 Niet volgens UTF",
+            "charset iso-8859-1 is niet toegestaan, alleen UTF-8",
+        ),
+    ],
+)
+def test_a_valid_envelope_with_the_wrong_content_type_is_refused(
+    server: Server, pki: Pki, content_type: str, faultstring: str, reason: str
+) -> None:
+    before = server.count("receipts", "outcome = 'Geweigerd'")
+    response = requests.post(
+        f"{server.url}/abonnementen",
+        data=aanvraag([SUBSCRIBED], GEMEENTE),
+        headers={"Content-Type": content_type, "SOAPAction": '""'},
+        cert=pki.clients[GEMEENTE].pair,
+        verify=str(pki.root),
+        timeout=30,
+    )
+    assert response.status_code == 500
+    assert fault_of(response)[:2] == ("s:Client", faultstring)
+    document = etree.fromstring(response.content)
+    assert receipt_text(document, "a:Uitkomst/a:Geweigerd/a:Reden") == f"{faultstring}: {reason}"
+    assert server.count("receipts", "outcome = 'Geweigerd'") == before + 1
 
 
 def test_a_request_over_the_size_limit_is_refused_unread(server: Server, pki: Pki) -> None:

@@ -12,9 +12,8 @@ from lxml import etree
 
 from adapter.config import load_config
 from adapter.receipts import verify
-from adapter.transport.app import AdapterApp
 from adapter.transport.identity import CLIENT_CERT_KEY
-from adapter.transport.server import build_app
+from adapter.wiring import AdapterApp, build_app
 from tests.conftest import CONF, GEMEENTE, UNKNOWN_OIN, Pki, free_port, write_config
 from tests.soap_helpers import SOAP, aanvraag, receipt_element, verify_with_libxmlsec
 
@@ -60,6 +59,7 @@ def call(
     query: str = "",
     soap_action: str = '""',
     content_length: bool = True,
+    content_type: str | None = "text/xml; charset=utf-8",
 ) -> tuple[str, dict[str, str], bytes]:
     environ = {
         "REQUEST_METHOD": method,
@@ -68,6 +68,8 @@ def call(
         "HTTP_SOAPACTION": soap_action,
         "wsgi.input": io.BytesIO(body),
     }
+    if content_type is not None:
+        environ["CONTENT_TYPE"] = content_type
     if content_length:
         environ["CONTENT_LENGTH"] = str(len(body))
     if cert is not None:
@@ -132,6 +134,15 @@ def test_no_client_certificate_gets_0002_without_receipt(app: AdapterApp) -> Non
     assert receipt_element(etree.fromstring(answer)) is None
 
 
+def test_a_request_without_content_type_is_refused_with_0001(app: AdapterApp, pki: Pki) -> None:
+    cert = der_of(pki.clients[GEMEENTE].certificate)
+    status, _, answer = call(app, cert, aanvraag(["999993653"], GEMEENTE), content_type=None)
+    assert status.startswith("500")
+    assert faultstring(answer) == "0001 Invalide soap envelope"
+    reason = verify(etree.fromstring(answer), pki.root).receipt.outcome.reason
+    assert reason == "0001 Invalide soap envelope: Content-Type ontbreekt; SOAP 1.1 vraagt text/xml"
+
+
 def test_an_empty_body_is_refused_with_0001(app: AdapterApp, pki: Pki) -> None:
     _, _, answer = call(app, der_of(pki.clients[GEMEENTE].certificate), b"")
     assert faultstring(answer) == "0001 Invalide soap envelope"
@@ -162,3 +173,22 @@ def test_database_unavailable_gets_0051_with_a_signed_receipt(app_config: Path, 
     assert fault.findtext("faultstring") == "0051 Service niet beschikbaar"
     assert fault.find("detail/{*}DependentServiceFault") is not None
     assert verify(document, pki.root).receipt.outcome.code == "0051"
+
+
+def test_the_configured_xml_limits_reach_the_endpoint(
+    pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    directory = tmp_path_factory.mktemp("limits")
+    config_file = write_config(directory, pki, f"sqlite:///{directory / 'a.db'}", free_port())
+    # A depth every ValidateAbonnementen request exceeds: the refusal must come from the
+    # configuration, not from the defaults (64), which the same request passes.
+    config_file.write_text(config_file.read_text() + "[limits]\nmax_xml_depth = 4\n")
+    strict = build_app(load_config(config_file, environ={}))
+    strict.database.create_schema()
+    cert = der_of(pki.clients[GEMEENTE].certificate)
+    status, _, answer = call(strict, cert, aanvraag(["999993653"], GEMEENTE))
+    assert status.startswith("500")
+    assert faultstring(answer) == "0001 Invalide soap envelope"
+    assert (
+        "dieper genest dan 4" in verify(etree.fromstring(answer), pki.root).receipt.outcome.reason
+    )

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
-from adapter.audit_commands import add_commands
+from adapter.cli.audit import register as add_commands
 from adapter.config import Config, load_config
 from adapter.ebms.message import error_of
 from adapter.receipts import Outcome, Receipt, to_element, verify

@@ -6,11 +6,12 @@ in the HTTP answer); Gemeente Strikt's has none (the Acknowledgment comes as its
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import queue
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,11 +24,13 @@ from lxml import etree
 
 from adapter.ebms.message import EB, acknowledgment, error_of
 from adapter.ebms.mime import build_package
-from adapter.ebms.receiver import ACKNOWLEDGE, EbmsReceiver, ReceivedMessage, Reply
-from adapter.ebms.sender import batch_request
+from adapter.kit.receiver import ACKNOWLEDGE, EbmsReceiver, ReceivedMessage, Reply
+from adapter.kit.sender import batch_request
 from adapter.receipts import verify
+from tests import pdf_samples as pdfs
 from tests.berichtverwerk_samples import NIL_GUID, batch_xml, minimal_pdf
 from tests.conftest import BELASTINGDIENST, GEMEENTE, STRIKT, Pki, Server
+from tests.helpers import wait_until
 from tests.soap_helpers import verify_with_libxmlsec
 
 MIJNOVERHEID = "00000004003214345001"
@@ -140,13 +143,6 @@ def result_codes(message: ReceivedMessage) -> tuple[dict[str, str], dict[str, st
     return counters, codes  # type: ignore[return-value]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
-
-
 def ids(n: int) -> list[str]:
     return [str(uuid.uuid4()) for _ in range(n)]
 
@@ -209,6 +205,38 @@ def test_a_bericht_id_already_stored_gets_bericht_bestaat_al(
     assert first.codes == {bericht_id: "Verwerkt"}
     assert again.codes == {bericht_id: "BerichtBestaatAl"}
     assert server.count("berichten", f"bericht_id = '{bericht_id}'") == 1
+
+
+def test_an_inactive_berichttype_is_not_supported_and_nothing_of_it_is_stored(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    # conf/organisations.toml keeps HERINNER for the Gemeente as a record with active = false.
+    good, inactive = ids(2)
+    payload = batch_xml(
+        [
+            {"BerichtID": good},
+            {
+                "BerichtID": inactive,
+                "BerichtType": "HERINNER",
+                "bijlagen": [(minimal_pdf(500), "x")],
+            },
+        ]
+    )
+    before = server.counts(*BUSINESS_TABLES)
+    sent = send(server, pki, payload)
+    expected = {good: "Verwerkt", inactive: "BerichtTypeNietOndersteund"}
+    assert sent.codes == expected
+    assert sent.document is not None
+    receipt = verify(sent.document, pki.root).receipt
+    reasons = {b.bericht_id: b.reden for b in receipt.outcome.berichten}
+    assert reasons[inactive] == "BerichtType HERINNER is niet actief"
+    assert server.count("berichten", f"bericht_id = '{inactive}'") == 0
+    assert server.count("bericht_bijlagen", f"bericht_id = '{inactive}'") == 0
+    after = server.counts(*BUSINESS_TABLES)
+    assert after["berichten"] == before["berichten"] + 1  # only the good one
+    assert after["bijlagen"] == before["bijlagen"]  # the good one has none
+    _, codes = result_codes(peer.wait_for("GLOBE-R-BV-Result", sent.message_id))
+    assert codes == expected
 
 
 def test_a_by_law_organisation_reaches_an_account_without_opt_in(
@@ -278,6 +306,76 @@ def test_general_attachments_shared_by_a_batch_are_stored_once(
     assert set(sent.codes.values()) == {"Verwerkt"}
     assert server.count("bijlagen") == before + 1
     assert server.count("bericht_bijlagen", "soort = 'algemeen'") >= 3
+
+
+# --- hostile content: refused per Bericht, or (past a parser limit) at the ebMS layer ----------
+
+
+def test_unsafe_pdfs_refuse_their_own_bericht_and_text_is_stored_whole(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    good, script, launch = ids(3)
+    declared = pdfs.pdfa_pdf()
+    payload = batch_xml(
+        [
+            {"BerichtID": good, "Onderwerp": "UwXbesluit", "bijlagen": [(declared, "Besluit")]},
+            {"BerichtID": script, "bijlagen": [(pdfs.javascript_open_action(), "Besluit")]},
+            {"BerichtID": launch, "algemene": [("launch@test", "Folder")]},
+        ]
+    ).replace(b"UwXbesluit", b"Uw<!---->besluit")
+    before = server.count("berichten")
+    sent = send(server, pki, payload, general=[("launch@test", pdfs.launch_action())])
+    expected = {good: "Verwerkt", script: "TechnischProbleem", launch: "TechnischProbleem"}
+    assert sent.codes == expected
+    assert sent.document is not None
+    outcome = verify(sent.document, pki.root).receipt.outcome
+    reasons = {b.bericht_id: b.reden for b in outcome.berichten}
+    assert reasons == {
+        good: None,
+        script: "persoonlijke bijlage 1 bevat JavaScript",
+        launch: "algemene bijlage 1 bevat een Launch-actie (starten van een programma)",
+    }
+    assert server.count("berichten") == before + 1
+    assert server.count("berichten", f"bericht_id = '{good}' AND onderwerp = 'Uwbesluit'") == 1
+    linked = f"SELECT sha256 FROM bericht_bijlagen WHERE bericht_id = '{good}'"  # noqa: S608
+    assert server.count("bijlagen", f"sha256 IN ({linked}) AND pdfa = '2A'") == 1
+    _, codes = result_codes(peer.wait_for("GLOBE-R-BV-Result", sent.message_id))
+    assert codes == expected
+
+
+def test_one_oversized_inline_pdf_refuses_only_its_own_bericht(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    # Issue 14: 11 MB of PDF (14.7 MB of base64) once made the parser refuse the whole batch.
+    big, good = ids(2)
+    payload = batch_xml(
+        [{"BerichtID": big, "bijlagen": [(minimal_pdf(11_000_000), "groot")]}, {"BerichtID": good}]
+    )
+    sent = send(server, pki, payload)
+    assert sent.codes == {big: "BijlageTeGroot", good: "Verwerkt"}
+    assert server.count("berichten", f"bericht_id IN ('{big}', '{good}')") == 1
+
+
+def test_a_manifest_past_the_attribute_limit_is_refused_as_other_xml_before_hashing(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    attributes = b" ".join(b'a%d="1"' % n for n in range(40_000))
+    before = server.counts(*BUSINESS_TABLES, "ebms_messages")
+    sent = send(
+        server, pki, batch_xml([{}]), soap_edit=(b"<eb:Manifest", b"<eb:Manifest " + attributes)
+    )
+    assert sent.response.status_code == 200 and sent.document is not None
+    code, description = error_of(sent.document) or ("", "")
+    assert code == "OtherXml"
+    assert description.startswith("element Manifest heeft 400")
+    assert description.endswith("attributen en namespacedeclaraties; maximaal 64")
+    assert server.counts(*BUSINESS_TABLES, "ebms_messages") == before
+    # The receipt hashes the raw bytes: no c14n was computed over the refused tree.
+    receipt = verify(sent.document, pki.root).receipt
+    assert receipt.outcome.code == "OtherXml"
+    raw = sent.response.request.body
+    assert isinstance(raw, bytes)
+    assert receipt.body_hash == base64.b64encode(hashlib.sha256(raw).digest()).decode()
 
 
 @pytest.mark.parametrize(

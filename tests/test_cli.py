@@ -13,7 +13,8 @@ from adapter.config import load_config
 from adapter.lopende_zaken.zaken import StatusMelding, ZaakMelding, zaak_aanleveren
 from adapter.receipts import Outcome, Receipt
 from adapter.store.db import Database
-from adapter.transport.server import build_app
+from adapter.store.zaken import Zaken
+from adapter.wiring import build_app
 from tests.conftest import CONF, GEMEENTE, Pki, free_port, run_cli, write_config
 
 
@@ -185,6 +186,17 @@ def test_verify_receipt_refuses_an_altered_receipt(
     assert done.stdout.startswith("INVALID")
 
 
+def test_verify_receipt_refuses_a_file_that_is_not_xml_with_the_parser_reason(
+    config: Path, database_url: str, tmp_path: Path
+) -> None:
+    file = tmp_path / "receipt.xml"
+    file.write_bytes(b"<Afleverbevestiging")
+    done = run_cli("verify-receipt", str(file), config=config, database_url=database_url)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: geen well-formed XML"), done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_retention_removes_only_zaken_closed_longer_ago_than_configured(
     config: Path, database_url: str
 ) -> None:
@@ -206,7 +218,7 @@ def test_retention_removes_only_zaken_closed_longer_ago_than_configured(
                 einddatum=einddatum,
                 status=StatusMelding("Ontvangen", now - timedelta(days=400)),
             )
-            zaak_aanleveren(session, GEMEENTE, melding, now)
+            zaak_aanleveren(Zaken(session), GEMEENTE, melding, now)
     database.dispose()
     done = run_cli("retention", "run", config=config, database_url=database_url)
     assert done.returncode == 0, done.stderr

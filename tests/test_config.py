@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from adapter.config import ConfigError, load_config, load_organisations
+from adapter.config import BerichtType, ConfigError, load_config, load_organisations
 from tests.conftest import CONF, ROOT
+
+ORG = '[[organisation]]\noin = "00000099000000002000"\nname = "X"\n'
 
 
 def test_the_example_configuration_is_valid() -> None:
@@ -123,6 +125,57 @@ def test_a_bad_adapter_value_names_file_key_and_reason(
             "is required",
         ),
         ("[organisatie]", "organisatie", "unknown key"),
+        (
+            ORG + '[[organisation.bericht_type]]\ncode = "BESLUIT"\nomschrijving = "Besluit"\n'
+            'link = "http://mijn.example/{referentie}"',
+            "organisation[0].bericht_type[0].link",
+            "must be an https:// URL",
+        ),
+        (
+            ORG + '[[organisation.bericht_type]]\ncode = "BESLUIT"\nomschrijving = "Besluit"\n'
+            'link = "https://mijn.example/{referentie}/{bsn}"',
+            "organisation[0].bericht_type[0].link",
+            "may hold no placeholder but {referentie}",
+        ),
+        (
+            ORG + '[[organisation.bericht_type]]\ncode = "BESLUIT"\nomschrijving = "Besluit"\n'
+            'link = "https://{referentie}.mijn.example/"',
+            "organisation[0].bericht_type[0].link",
+            "{referentie} may not be in the host name",
+        ),
+        (
+            ORG + '[[organisation.bericht_type]]\ncode = "BESLUIT"\nomschrijving = "Besluit"\n'
+            "actief = false",
+            "organisation[0].bericht_type[0].actief",
+            "unknown key",
+        ),
+        (
+            ORG + '[[organisation.bericht_type]]\ncode = "BESLUIT"',
+            "organisation[0].bericht_type[0].omschrijving",
+            "is required",
+        ),
+        (
+            ORG + '[[organisation.bericht_type]]\ncode = "BESLUIT01"\nomschrijving = "Besluit"',
+            "organisation[0].bericht_type[0].code",
+            "'BESLUIT01' is not 1-8 characters",
+        ),
+        (
+            ORG + 'bericht_types = ["BESLUIT"]\n'
+            '[[organisation.bericht_type]]\ncode = "BESLUIT"\nomschrijving = "Besluit"',
+            "organisation[0].bericht_type[0].code",
+            "BESLUIT is listed twice",
+        ),
+        (
+            ORG + '[[organisation.bericht_type]]\ncode = "ZAAK"\nomschrijving = "Zaak"\n'
+            '[[organisation.bericht_type]]\ncode = "ZAAK"\nomschrijving = "Nog eens"',
+            "organisation[0].bericht_type[1].code",
+            "ZAAK is listed twice",
+        ),
+        (
+            ORG + '[[organisation.bericht_types]]\ncode = "ZAAK"\nomschrijving = "Zaak"',
+            "organisation[0].bericht_types",
+            "lists codes only; records go in [[organisation.bericht_type]] tables",
+        ),
     ],
 )
 def test_a_bad_organisation_names_file_key_and_reason(
@@ -134,6 +187,44 @@ def test_a_bad_organisation_names_file_key_and_reason(
         load_organisations(file)
     assert (caught.value.file, caught.value.key) == (str(file), key)
     assert caught.value.reason.startswith(reason)
+
+
+def test_berichttypes_may_be_records_beside_the_flat_list(tmp_path: Path) -> None:
+    file = tmp_path / "organisations.toml"
+    file.write_text(
+        ORG
+        + 'bericht_types = ["ZAAK"]\n'
+        + '[[organisation.bericht_type]]\ncode = "BESLUIT"\nomschrijving = "Besluit"\n'
+        + 'link = "https://mijn.example/post?bron=mo&kenmerk={referentie}"\n'
+        + '[[organisation.bericht_type]]\ncode = "OUD"\nomschrijving = "Vervallen"\n'
+        + "active = false\n"
+    )
+    org = load_organisations(file).by_oin["00000099000000002000"]
+    assert org.bericht_types == {"ZAAK", "BESLUIT"}  # the active codes
+    assert org.bericht_type("ZAAK") == BerichtType("ZAAK", "ZAAK", True, None)
+    besluit = org.bericht_type("BESLUIT")
+    assert besluit is not None and besluit.omschrijving == "Besluit" and besluit.active
+    # The whole Referentie is data: quoted, so it can add no parameter, path or fragment.
+    assert besluit.link_for("AB 12&x=1/#") == (
+        "https://mijn.example/post?bron=mo&kenmerk=AB%2012%26x%3D1%2F%23"
+    )
+    assert besluit.link_for(None) is None and besluit.link_for("") is None
+    oud = org.bericht_type("OUD")
+    assert oud is not None and oud.active is False and "OUD" not in org.bericht_types
+    assert org.bericht_type("ONBEKEND") is None
+
+
+def test_the_example_organisations_use_both_forms() -> None:
+    organisations = load_organisations(CONF / "organisations.toml").by_oin
+    strikt, gemeente = organisations["00000099000000003000"], organisations["00000099000000002000"]
+    assert strikt.bericht_type("BESLUIT") == BerichtType("BESLUIT", "BESLUIT")
+    assert gemeente.bericht_types == {"BESLUIT", "ZAAK"}
+    herinner = gemeente.bericht_type("HERINNER")
+    assert herinner is not None and herinner.active is False
+    besluit = gemeente.bericht_type("BESLUIT")
+    assert besluit is not None and besluit.link_for("Z 1") is not None
+    belastingdienst = organisations["00000099000000001000"]
+    assert belastingdienst.bericht_types == {"AANSLAG", "BESLUIT"}
 
 
 def test_toml_syntax_errors_name_the_file(tmp_path: Path) -> None:

@@ -220,6 +220,19 @@ def raw_zaak(identificatie: str) -> bytes:
 </zaak></ZaakAanleveren></s:Body></s:Envelope>""".encode()
 
 
+def test_a_zaak_identificatie_split_by_a_comment_is_stored_whole(server: Server, pki: Pki) -> None:
+    response = post(
+        f"{server.url}/lopende-zaken",
+        raw_zaak("HP-x<!---->y"),
+        pki.clients[GEMEENTE].pair,
+        pki.root,
+        '""',
+    )
+    assert response.status_code == 200, response.text
+    assert etree.fromstring(response.content).findtext(".//{*}identificatie") == "HP-xy"
+    assert server.count("zaken", "identificatie = 'HP-xy'") == 1
+
+
 def send_concurrently(server: Server, pki: Pki, body: bytes, times: int = 8) -> list[str]:
     barrier = threading.Barrier(times)
 

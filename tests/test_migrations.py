@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, inspect, text
 
+from adapter.cli import db as db_commands
 from adapter.store import migrate
 from adapter.store.db import Database
 from adapter.store.models import Account, Base, Subscription
@@ -209,7 +210,7 @@ def test_on_sqlite_a_batch_migration_keeps_referencing_rows(tmp_path: Path) -> N
 
 def test_db_commands(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    migrate.add_commands(
+    db_commands.register(
         parser.add_subparsers(dest="command", required=True),
         lambda _args: SimpleNamespace(database_url=url),  # type: ignore[arg-type,return-value]
     )

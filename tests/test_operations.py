@@ -8,7 +8,6 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from adapter.logs import JsonFormatter, configure_logging
 from adapter.pki.devca import load_hierarchy, revoke
 from adapter.store.db import Database
 from tests.conftest import CONF, GEMEENTE, UNKNOWN_OIN, Pki, Server
+from tests.helpers import wait_until
 from tests.soap_helpers import aanvraag, post, receipt_text
 
 SUBSCRIBED = "999993653"
@@ -37,13 +37,6 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 def test_health_and_readiness_answer_on_the_admin_listener(server: Server) -> None:
@@ -229,7 +222,7 @@ def test_sighup_reloads_organisations_and_crls_without_a_restart(
         server.process.send_signal(signal.SIGHUP)
         # Leave the server settled for the next test: the replaced workers are gone.
         time.sleep(1)
-        wait_until(lambda: len(children(server.process.pid)) == 3)  # 2 workers + scheduler
+        wait_until(lambda: len(children(server.process.pid)) == 4)  # 2 workers + 2 side processes
 
 
 @pytest.mark.parametrize("path", ["/nothing", "/metrics/x"])

@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lxml import etree
-from sqlalchemy.orm import Session
 from stdnum.nl import bsn as bsn_number
 
-from adapter.config import Organisation
+from adapter.config import Organisation, Organisations
 from adapter.errors import InvalidRequest
 from adapter.soap.wus import Call, Operation, WusService, message_detail
-from adapter.store.accounts import may_receive
+from adapter.soap.xml import text_of
+from adapter.store.accounts import Accounts
 
 SVC = "http://schemas.rdw.nl/GEB/BerichtenboxValidatieService/2009/01"
 TYP = "http://schemas.rdw.nl/GEB/BerichtenboxValidatieService/Types/2009/01"
@@ -40,10 +40,9 @@ class Aanvraag:
 
 
 def _text(parent: etree._Element, tag: str) -> str | None:
-    child = parent.find(tag)
-    if child is None or child.get(XSI_NIL) in ("true", "1"):
-        return None
-    return (child.text or "").strip()
+    # The whole text: `12345<!---->6789` is the BSN 123456789, as the receipt's hash has it.
+    text = text_of(parent.find(tag), nillable=True)
+    return text.strip() if text is not None else None
 
 
 def read_aanvraag(
@@ -59,9 +58,11 @@ def read_aanvraag(
             f"berichtleverancierCode {leverancier or '(leeg)'} is niet het OIN van het certificaat"
         )
     type_code = _text(aanvraag, f"{{{TYP}}}berichtTypeCode")
-    if not type_code or type_code not in organisation.bericht_types:
+    if not type_code or type_code not in organisation.bericht_types:  # the active codes
+        known = organisation.bericht_type(type_code or "") is not None
         raise InvalidRequest(
-            f"berichtTypeCode {type_code or '(leeg)'} is niet toegekend aan deze organisatie"
+            f"berichtTypeCode {type_code or '(leeg)'} is "
+            + ("niet actief" if known else "niet toegekend aan deze organisatie")
         )
     klanten_element = aanvraag.find(f"{{{TYP}}}klanten")
     klanten = [] if klanten_element is None else klanten_element.findall(f"{{{SHR}}}Klant")
@@ -77,9 +78,9 @@ def read_aanvraag(
     return Aanvraag(leverancier, type_code, tuple(keys))
 
 
-def answer(session: Session, aanvraag: Aanvraag, by_law: bool) -> etree._Element:
+def answer(accounts: Accounts, aanvraag: Aanvraag, by_law: bool) -> etree._Element:
     """The ValidateAbonnementenResponse for a checked request, for the leverancier's OIN."""
-    allowed = may_receive(session, aanvraag.keys, aanvraag.berichtleverancier_code, by_law)
+    allowed = accounts.may_receive(aanvraag.keys, aanvraag.berichtleverancier_code, by_law)
     response = etree.Element(
         f"{{{SVC}}}ValidateAbonnementenResponse", nsmap={None: SVC, "t": TYP, "k": SHR}
     )
@@ -95,30 +96,38 @@ def answer(session: Session, aanvraag: Aanvraag, by_law: bool) -> etree._Element
     return response
 
 
-def handle(call: Call) -> etree._Element:
-    organisations = call.config.organisations
-    aanvraag = read_aanvraag(call.payload, call.party.organisation, call.config.limits.max_klanten)
+@dataclass(frozen=True)
+class AbonnementenSettings:
+    """The part of the configuration ValidateAbonnementen needs."""
+
+    organisations: Organisations  # whose by-law status an intermediary's request is judged by
+    max_klanten: int
+
+
+def handle(call: Call, settings: AbonnementenSettings) -> etree._Element:
+    aanvraag = read_aanvraag(call.payload, call.party.organisation, settings.max_klanten)
     # An intermediary asks on behalf of the leverancier: its by-law status is what counts.
-    leverancier = organisations.by_oin.get(
+    leverancier = settings.organisations.by_oin.get(
         aanvraag.berichtleverancier_code, call.party.organisation
     )
-    return answer(call.session, aanvraag, leverancier.by_law)
+    return answer(call.repositories.accounts, aanvraag, leverancier.by_law)
 
 
-SERVICE = WusService(
-    name="ValidateAbonnementen",
-    path="/abonnementen",
-    wsdl="BerichtenboxValidatieService.wsdl",
-    operations=(
-        Operation(
-            name="ValidateAbonnementen",
-            request_element=REQUEST_ELEMENT,
-            action=ACTION,
-            response_action=RESPONSE_ACTION,
-            schema="BerichtenboxValidatieService.xsd",
-            handler=handle,
-            fault_actions=FAULT_ACTIONS,
+def service(settings: AbonnementenSettings) -> WusService:
+    return WusService(
+        name="ValidateAbonnementen",
+        path="/abonnementen",
+        wsdl="BerichtenboxValidatieService.wsdl",
+        operations=(
+            Operation(
+                name="ValidateAbonnementen",
+                request_element=REQUEST_ELEMENT,
+                action=ACTION,
+                response_action=RESPONSE_ACTION,
+                schema="BerichtenboxValidatieService.xsd",
+                handler=lambda call: handle(call, settings),
+                fault_actions=FAULT_ACTIONS,
+            ),
         ),
-    ),
-    fault_detail=message_detail(SHR),
-)
+        fault_detail=message_detail(SHR),
+    )

@@ -8,7 +8,6 @@ receipt. One bad Bericht never rejects the others; what is accepted is stored co
 from __future__ import annotations
 
 import base64
-import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,16 +15,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from lxml import etree
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
 
+from adapter.berichtenbox.pdf import PdfVerdict, check_pdf
 from adapter.config import Organisation
 from adapter.receipts import BerichtUitkomst, Outcome
-from adapter.store.accounts import may_receive
-from adapter.store.blobs import BlobStore
-from adapter.store.models import Bericht, BerichtBijlage, Bijlage
+from adapter.soap.xml import text_of
+from adapter.store.berichten import NewBericht, NewBijlage
+from adapter.store.repositories import Repositories
 from adapter.xmltime import utc_millis
 
 BATCH = "http://schemas.rdw.nl/GEB/BerichtVerwerkService/Types/2009/01"
@@ -71,7 +67,6 @@ COUNTERS = (
     ("AantalBerichtenAanmaakDatumNietCorrect", VerwerkingsCode.AANMAAKDATUM_TE_VER),
 )
 _OWN_COUNTER = {code for _, code in COUNTERS}
-_PDF_TAIL = re.compile(rb"startxref\s+(\d+)\s+%%EOF\s*\Z")
 
 
 @dataclass(frozen=True)
@@ -121,6 +116,15 @@ class BatchContext:
     ebms_message_id: str
     general_attachments: Mapping[str, bytes]  # content-id -> bytes, resolved by the ebMS layer
     limits: BijlageLimits
+    # Each distinct attachment content is judged once per batch: a general PDF is referred to
+    # by every Bericht, and the same personal PDF often comes in many.
+    pdf_verdicts: dict[bytes, PdfVerdict] = field(default_factory=dict, compare=False, repr=False)
+
+    def pdf_verdict(self, content: bytes) -> PdfVerdict:
+        verdict = self.pdf_verdicts.get(content)
+        if verdict is None:
+            verdict = self.pdf_verdicts[content] = check_pdf(content)
+        return verdict
 
 
 def batch_failure(
@@ -143,14 +147,6 @@ def _moment(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # no offset reads as UTC
 
 
-def is_pdf(data: bytes) -> bool:
-    """A PDF by content: `%PDF-` header and a trailer whose startxref points into the file."""
-    if not data.startswith(b"%PDF-"):
-        return False
-    match = _PDF_TAIL.search(data[-2048:])
-    return match is not None and 0 < int(match.group(1)) < len(data)
-
-
 @dataclass
 class _Letter:
     element: etree._Element
@@ -164,27 +160,32 @@ def _read_letter(element: etree._Element, general: Mapping[str, bytes]) -> _Lett
     info = _child(element, f"{_L}BerichtInformatie")
     personal = [
         (
-            int(b.findtext(f"{_L}Volgorde") or 0),
-            b.findtext(f"{_L}Omschrijving") or "",
-            base64.b64decode("".join((b.findtext(f"{_L}Inhoud") or "").split()), validate=True),
+            int(_text(b, f"{_L}Volgorde") or 0),
+            _text(b, f"{_L}Omschrijving") or "",
+            base64.b64decode("".join((_text(b, f"{_L}Inhoud") or "").split()), validate=True),
         )
         for b in element.iterfind(f"{_L}Bijlagen/{_L}Bijlage")
     ]
     shared = [
         (
-            int(b.findtext(f"{_X}Volgorde") or 0),
-            b.findtext(f"{_X}Omschrijving") or "",
-            general[_cid(b.findtext(f"{_X}Referentie") or "")],
+            int(_text(b, f"{_X}Volgorde") or 0),
+            _text(b, f"{_X}Omschrijving") or "",
+            general[_cid(_text(b, f"{_X}Referentie") or "")],
         )
         for b in element.iterfind(f"{_X}AlgemeneBijlagen/{_X}AlgemeneBijlage")
     ]
     return _Letter(
         element,
-        (info.findtext(f"{_L}BerichtID") or "").lower(),
-        info.findtext(f"{_L}BerichtType") or "",
+        (_text(info, f"{_L}BerichtID") or "").lower(),
+        _text(info, f"{_L}BerichtType") or "",
         personal,
         shared,
     )
+
+
+def _text(parent: etree._Element, path: str) -> str | None:
+    """The whole text of the element at `path`: a comment inside it does not cut it short."""
+    return text_of(parent.find(path))
 
 
 def _child(parent: etree._Element, tag: str) -> etree._Element:
@@ -200,7 +201,7 @@ def _cid(reference: str) -> str:
 
 def general_references(batch: etree._Element) -> set[str]:
     """Every content-id the batch's AlgemeneBijlagen refer to (the ebMS layer resolves them)."""
-    return {_cid(r.text or "") for r in batch.iter(f"{_X}Referentie")}
+    return {_cid(text_of(r) or "") for r in batch.iter(f"{_X}Referentie")}
 
 
 def _judge(
@@ -213,23 +214,25 @@ def _judge(
     info = _child(letter.element, f"{_L}BerichtInformatie")
     if letter.bericht_id in taken:
         return VerwerkingsCode.BERICHT_BESTAAT_AL, None
-    if letter.bericht_type not in ctx.leverancier.bericht_types:
+    if letter.bericht_type not in ctx.leverancier.bericht_types:  # the active codes
+        known = ctx.leverancier.bericht_type(letter.bericht_type) is not None
         return (
             VerwerkingsCode.BERICHTTYPE_NIET_ONDERSTEUND,
-            f"BerichtType {letter.bericht_type} is niet toegekend",
+            f"BerichtType {letter.bericht_type} is "
+            + ("niet actief" if known else "niet toegekend"),
         )
     if ctx.received_at - aanmaak > DATE_WINDOW:
         return (
             VerwerkingsCode.AANMAAKDATUM_TE_VER,
             "AanmaakDatum ligt meer dan 13 dagen in het verleden",
         )
-    publicatie = _moment(info.findtext(f"{_L}PublicatieDatum"))
+    publicatie = _moment(_text(info, f"{_L}PublicatieDatum"))
     if publicatie is not None and publicatie - ctx.received_at > DATE_WINDOW:
         return (
             VerwerkingsCode.PUBLICATIEDATUM_TE_VER,
             "PublicatieDatum ligt meer dan 13 dagen in de toekomst",
         )
-    if not allowed.get((info.findtext(f"{_L}GebruikerID") or "").strip(), False):
+    if not allowed.get((_text(info, f"{_L}GebruikerID") or "").strip(), False):
         return VerwerkingsCode.NIET_ACTIEF_OF_GEABONNEERD, None
     if sum(len(content) for _, _, content in letter.personal) > ctx.limits.personal_bytes:
         return (
@@ -243,109 +246,71 @@ def _judge(
         )
     for soort, bijlagen in (("persoonlijke", letter.personal), ("algemene", letter.general)):
         for volgorde, _, content in bijlagen:
-            if not is_pdf(content):
-                return VerwerkingsCode.TECHNISCH_PROBLEEM, f"{soort} bijlage {volgorde} is geen PDF"
+            verdict = ctx.pdf_verdict(content)
+            problem = verdict.problem
+            if problem is None and verdict.pdfa is None and ctx.leverancier.require_pdfa:
+                problem = "is geen PDF/A: de XMP-metadata noemt geen pdfaid:part"
+            if problem is not None:
+                return VerwerkingsCode.TECHNISCH_PROBLEEM, f"{soort} bijlage {volgorde} {problem}"
     return VerwerkingsCode.VERWERKT, None
 
 
-_Link = tuple[str, str, int, str, bytes]  # bericht_id, soort, volgorde, omschrijving, content
-
-
-def _store(
-    session: Session, letter: _Letter, ctx: BatchContext, batch_id: str, bsn: str
-) -> list[_Link]:
-    """Add the Bericht; returns its attachments, stored for the whole batch at once."""
+def _new_bericht(letter: _Letter, ctx: BatchContext, batch_id: str, bsn: str) -> NewBericht:
     info = _child(letter.element, f"{_L}BerichtInformatie")
-    publicatie = _moment(info.findtext(f"{_L}PublicatieDatum"))
-    session.add(
-        Bericht(
-            bericht_id=letter.bericht_id,
-            batch_id=batch_id,
-            leverancier_oin=ctx.leverancier.oin,
-            bsn=bsn,
-            bericht_type=letter.bericht_type,
-            onderwerp=info.findtext(f"{_L}Onderwerp") or "",
-            tekst=info.findtext(f"{_L}BerichtTekst"),
-            referentie=info.findtext(f"{_L}Referentie"),
-            eind_datum_handelingstermijn=_moment(info.findtext(f"{_L}EindDatumHandelingsTermijn")),
-            visible_from=max(publicatie, ctx.received_at) if publicatie else ctx.received_at,
-            received_at=ctx.received_at,
-            ebms_message_id=ctx.ebms_message_id,
-        )
+    publicatie = _moment(_text(info, f"{_L}PublicatieDatum"))
+    return NewBericht(
+        bericht_id=letter.bericht_id,
+        batch_id=batch_id,
+        leverancier_oin=ctx.leverancier.oin,
+        bsn=bsn,
+        bericht_type=letter.bericht_type,
+        onderwerp=_text(info, f"{_L}Onderwerp") or "",
+        tekst=_text(info, f"{_L}BerichtTekst"),
+        referentie=_text(info, f"{_L}Referentie"),
+        eind_datum_handelingstermijn=_moment(_text(info, f"{_L}EindDatumHandelingsTermijn")),
+        visible_from=max(publicatie, ctx.received_at) if publicatie else ctx.received_at,
+        received_at=ctx.received_at,
+        ebms_message_id=ctx.ebms_message_id,
     )
+
+
+def _new_bijlagen(letter: _Letter, ctx: BatchContext) -> list[NewBijlage]:
     return [
-        (letter.bericht_id, soort, volgorde, omschrijving, content)
+        NewBijlage(
+            letter.bericht_id, soort, volgorde, omschrijving, content, ctx.pdf_verdict(content).pdfa
+        )
         for soort, bijlagen in (("persoonlijk", letter.personal), ("algemeen", letter.general))
         for volgorde, omschrijving, content in bijlagen
     ]
 
 
-def _store_bijlagen(session: Session, blobs: BlobStore, links: list[_Link], now: datetime) -> None:
-    """Each distinct content written and hashed once, its row inserted once, then the links.
-
-    A batch shares its general attachment among all its letters, and concurrent batches may
-    store the same PDF first at the same moment: ON CONFLICT DO NOTHING lets both succeed.
-    """
-    digests: dict[bytes, str] = {}
-    for *_, content in links:
-        if content not in digests:
-            digests[content] = blobs.put(content)  # fsynced before the transaction commits
-    if not digests:
-        return
-    known = set(session.scalars(select(Bijlage.sha256).where(Bijlage.sha256.in_(digests.values()))))
-    new = [
-        {"sha256": digest, "size": len(content), "media_type": "application/pdf", "stored_at": now}
-        for content, digest in digests.items()
-        if digest not in known
-    ]
-    if new:
-        insert = (
-            postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        )
-        session.execute(
-            insert(Bijlage).values(new).on_conflict_do_nothing(index_elements=["sha256"])
-        )
-    session.add_all(
-        BerichtBijlage(
-            bericht_id=bericht_id,
-            soort=soort,
-            volgorde=volgorde,
-            sha256=digests[content],
-            omschrijving=omschrijving,
-        )
-        for bericht_id, soort, volgorde, omschrijving, content in links
-    )
-
-
-def verwerk(
-    session: Session, blobs: BlobStore, batch: etree._Element, ctx: BatchContext
-) -> BatchResultaat:
+def verwerk(repositories: Repositories, batch: etree._Element, ctx: BatchContext) -> BatchResultaat:
     """Judge and store every Bericht of an XSD-valid batch; returns the code of each."""
     info = _child(batch, f"{_B}BatchInformatie")
-    batch_id = (info.findtext(f"{_B}BatchID") or "").lower()
-    aanmaak = _moment(info.findtext(f"{_B}AanmaakDatum")) or ctx.received_at
+    batch_id = (_text(info, f"{_B}BatchID") or "").lower()
+    aanmaak = _moment(_text(info, f"{_B}AanmaakDatum")) or ctx.received_at
     # The schema has checked the base64, and the ebMS layer every general attachment's cid.
     letters = [
         _read_letter(element, ctx.general_attachments) for element in batch.iterfind(f"{_L}Bericht")
     ]
     bsns = [
-        (lt.element.findtext(f"{_L}BerichtInformatie/{_L}GebruikerID") or "").strip()
+        (_text(lt.element, f"{_L}BerichtInformatie/{_L}GebruikerID") or "").strip()
         for lt in letters
     ]
-    allowed = may_receive(session, bsns, ctx.leverancier.oin, ctx.leverancier.by_law)
-    ids = [lt.bericht_id for lt in letters]
-    taken = set(session.scalars(select(Bericht.bericht_id).where(Bericht.bericht_id.in_(ids))))
+    allowed = repositories.accounts.may_receive(bsns, ctx.leverancier.oin, ctx.leverancier.by_law)
+    taken = repositories.berichten.existing_ids(lt.bericht_id for lt in letters)
     results = []
-    links: list[_Link] = []
+    accepted: list[NewBericht] = []
+    bijlagen: list[NewBijlage] = []
     for letter, bsn in zip(letters, bsns, strict=True):
         code, reden = _judge(letter, ctx, aanmaak, allowed, taken)
         if code is VerwerkingsCode.VERWERKT:
-            links += _store(session, letter, ctx, batch_id, bsn)
+            accepted.append(_new_bericht(letter, ctx, batch_id, bsn))
+            bijlagen += _new_bijlagen(letter, ctx)
         results.append(BerichtResultaat(letter.bericht_id, letter.bericht_type, code, reden))
         # A BerichtID offered twice in one batch: the second is a repeat of the first.
         taken.add(letter.bericht_id)
-    _store_bijlagen(session, blobs, links, ctx.received_at)
-    session.flush()
+    repositories.berichten.add(accepted, bijlagen)
     return BatchResultaat(
         batch_id=batch_id,
         leverancier=ctx.leverancier.oin,

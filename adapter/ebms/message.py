@@ -16,6 +16,7 @@ from lxml import etree
 
 from adapter.errors import EbmsError, Inconsistent, MimeProblem, NotSupported, OtherXml
 from adapter.soap.envelope import SOAP_ENV
+from adapter.soap.xml import text_of
 from adapter.xmltime import utc_millis
 
 EB = "http://www.oasis-open.org/committees/ebxml-msg/schema/msg-header-2_0.xsd"
@@ -65,7 +66,8 @@ def _one(parent: etree._Element, path: str, location: str) -> etree._Element:
 
 
 def _text(parent: etree._Element, path: str, location: str) -> str:
-    value = (_one(parent, path, location).text or "").strip()
+    # The whole text: a comment inside a value must not cut it short (the receipt hashes all).
+    value = (text_of(_one(parent, path, location)) or "").strip()
     if not value:
         raise OtherXml(f"{location} is leeg", location=location)
     return value
@@ -79,9 +81,9 @@ def _party(header: etree._Element, side: str) -> tuple[PartyId, str | None]:
         raise Inconsistent(
             f"{side} moet precies één PartyId hebben", location=f"//MessageHeader/{side}/PartyId"
         )
-    role = element.findtext("eb:Role", namespaces=NSMAP)
+    role = text_of(element.find("eb:Role", NSMAP))
     return PartyId(
-        (ids[0].text or "").strip(), ids[0].get(f"{_E}type")
+        (text_of(ids[0]) or "").strip(), ids[0].get(f"{_E}type")
     ), role.strip() if role else None
 
 
@@ -124,12 +126,12 @@ def read_header(envelope: etree._Element) -> MessageHeader:
         conversation_id=_text(
             message_header, "eb:ConversationId", "//MessageHeader/ConversationId"
         ),
-        service=(service.text or "").strip(),
+        service=(text_of(service) or "").strip(),
         service_type=service.get("type"),
         action=_text(message_header, "eb:Action", "//MessageHeader/Action"),
         message_id=_text(data, "eb:MessageId", "//MessageHeader/MessageData/MessageId"),
         timestamp=timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC),
-        ref_to_message_id=data.findtext("eb:RefToMessageId", namespaces=NSMAP),
+        ref_to_message_id=text_of(data.find("eb:RefToMessageId", NSMAP)),
         duplicate_elimination=message_header.find("eb:DuplicateElimination", NSMAP) is not None,
         ack_requested=header.find("eb:AckRequested", NSMAP) is not None,
         sync_reply=header.find("eb:SyncReply", NSMAP) is not None,
@@ -303,3 +305,77 @@ def error_of(document: etree._Element) -> tuple[str, str] | None:
     return error.get(f"{_E}errorCode") or "", error.findtext(
         "eb:Description", namespaces=NSMAP
     ) or ""
+
+
+# --- MSH services: Ping (ebMS 2.0 section 8) and message status (section 7) -------------------
+
+MESSAGE_STATUSES = ("UnAuthorized", "NotRecognized", "Received", "Processed", "Forwarded")
+# Statuses of a message the MSH knows, which carry the moment it was received.
+_KNOWN_STATUSES = ("Received", "Processed", "Forwarded")
+
+
+def pong(request: MessageHeader, now: datetime) -> tuple[str, bytes]:
+    """The Pong answering a Ping (section 8.2): only a MessageHeader, RefToMessageId the Ping."""
+    message_id = new_message_id()
+    header = _message_header(reply_route(request, "Pong"), message_id, now, request.message_id)
+    return message_id, _envelope([header])
+
+
+def status_request_ref(envelope: etree._Element) -> str:
+    """The RefToMessageId a StatusRequest in the SOAP Body asks about (section 7.3.1)."""
+    body = envelope.find(f"{_S}Body")
+    ref = None if body is None else body.find("eb:StatusRequest/eb:RefToMessageId", NSMAP)
+    value = (text_of(ref) or "").strip()
+    if not value:
+        raise OtherXml(
+            "StatusRequest zonder RefToMessageId: noem het MessageId van het bericht",
+            location="//Body/StatusRequest/RefToMessageId",
+        )
+    return value
+
+
+def status_response(
+    request: MessageHeader, ref: str, status: str, received_at: datetime | None, now: datetime
+) -> tuple[str, bytes]:
+    """The StatusResponse to a StatusRequest (section 7.3.2) in the SOAP Body: messageStatus,
+    and for a message the MSH knows the moment it was received."""
+    if status not in MESSAGE_STATUSES:
+        raise ValueError(f"{status!r} is not an ebMS messageStatus")
+    message_id = new_message_id()
+    header = _message_header(
+        reply_route(request, "StatusResponse"), message_id, now, request.message_id
+    )
+    response = etree.Element(f"{_E}StatusResponse", nsmap=NSMAP)
+    response.set(f"{_E}version", "2.0")
+    response.set(f"{_E}messageStatus", status)
+    etree.SubElement(response, f"{_E}RefToMessageId").text = ref
+    if received_at is not None and status in _KNOWN_STATUSES:
+        etree.SubElement(response, f"{_E}Timestamp").text = utc_millis(received_at)
+    return message_id, _envelope([header], [response])
+
+
+def status_of(document: etree._Element) -> tuple[str, str, str | None] | None:
+    """messageStatus, RefToMessageId and Timestamp of a StatusResponse, if it is one."""
+    response = document.find(f"{_S}Body/eb:StatusResponse", NSMAP)
+    if response is None:
+        return None
+    return (
+        response.get(f"{_E}messageStatus") or "",
+        (text_of(response.find("eb:RefToMessageId", NSMAP)) or "").strip(),
+        text_of(response.find("eb:Timestamp", NSMAP)),
+    )
+
+
+def ping(route: Route, now: datetime) -> tuple[str, bytes]:
+    """A Ping (section 8.1) along `route` (Service urn:oasis:names:tc:ebxml-msg:service)."""
+    message_id = new_message_id()
+    return message_id, _envelope([_message_header(route, message_id, now, None)])
+
+
+def status_request(route: Route, ref: str, now: datetime) -> tuple[str, bytes]:
+    """A StatusRequest (section 7.3.1) asking about the message `ref`."""
+    message_id = new_message_id()
+    request = etree.Element(f"{_E}StatusRequest", nsmap=NSMAP)
+    request.set(f"{_E}version", "2.0")
+    etree.SubElement(request, f"{_E}RefToMessageId").text = ref
+    return message_id, _envelope([_message_header(route, message_id, now, None)], [request])

@@ -14,31 +14,29 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
 import requests.adapters
 from lxml import etree
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
 from adapter.ebms.cpa import Cpa, CpaParty
-from adapter.ebms.message import Route, business_message, error_of
+from adapter.ebms.message import EB, Route, business_message, error_of
 from adapter.ebms.mime import build_package, parse_package
 from adapter.soap.xml import parse_untrusted
 from adapter.store.db import Database
-from adapter.store.models import OutboxMessage
+from adapter.store.outbox import DueMessage, NewOutboxMessage, Outbox, OutboxStatus
 
 log = logging.getLogger("adapter.outbox")
 
-PENDING, SENT, DELIVERED, FAILED = "pending", "sent", "delivered", "failed"
 PARALLEL_DELIVERIES = 8
 PAYLOAD_CID_DOMAIN = "mijnoverheid-adapter"
+XML_PAYLOAD = "text/xml; charset=UTF-8"
+_ACK_REF = f"{{{EB}}}Acknowledgment/{{{EB}}}RefToMessageId"
 
 
-def _store(
-    session: Session,
+def _new(
     party: CpaParty,
     cpa: Cpa,
     message_id: str,
@@ -46,33 +44,26 @@ def _store(
     content_type: str,
     body: bytes,
     needs_ack: bool,
-    now: datetime,
     ref_to: str | None,
-) -> None:
-    session.add(
-        OutboxMessage(
-            message_id=message_id,
-            ref_to_message_id=ref_to,
-            cpa_id=cpa.cpa_id,
-            to_oin=party.oin,
-            endpoint=party.endpoint,
-            action=action,
-            content_type=content_type,
-            body=body,
-            needs_ack=needs_ack,
-            status=PENDING,
-            attempts=0,
-            max_attempts=party.retries + 1,
-            retry_interval_seconds=max(int(party.retry_interval.total_seconds()), 1),
-            next_attempt_at=now,
-            expires_at=now + party.persist_duration,
-            created_at=now,
-        )
+) -> NewOutboxMessage:
+    return NewOutboxMessage(
+        message_id=message_id,
+        ref_to_message_id=ref_to,
+        cpa_id=cpa.cpa_id,
+        to_oin=party.oin,
+        endpoint=party.endpoint,
+        action=action,
+        content_type=content_type,
+        body=body,
+        needs_ack=needs_ack,
+        max_attempts=party.retries + 1,
+        retry_interval_seconds=max(int(party.retry_interval.total_seconds()), 1),
+        persist_duration=party.persist_duration,
     )
 
 
 def enqueue_business(
-    session: Session,
+    outbox: Outbox,
     cpa: Cpa,
     party: CpaParty,
     route: Route,
@@ -80,17 +71,19 @@ def enqueue_business(
     payload: bytes,
     extra_headers: Sequence[etree._Element],
     now: datetime,
+    payload_type: str = XML_PAYLOAD,
 ) -> str:
-    """Queue a business message with one XML payload part for `party`; returns its MessageId."""
+    """Queue a business message with one payload part (XML unless `payload_type` says
+    otherwise, e.g. application/gzip) for `party`; returns its MessageId."""
     payload_cid = f"{uuid.uuid4()}@{PAYLOAD_CID_DOMAIN}"
     message_id, soap = business_message(route, now, ref_to, [payload_cid], extra_headers)
-    content_type, body = build_package(soap, [(payload_cid, "text/xml; charset=UTF-8", payload)])
-    _store(session, party, cpa, message_id, route.action, content_type, body, True, now, ref_to)
+    content_type, body = build_package(soap, [(payload_cid, payload_type, payload)])
+    outbox.add(_new(party, cpa, message_id, route.action, content_type, body, True, ref_to), now)
     return message_id
 
 
 def enqueue_signal(
-    session: Session,
+    outbox: Outbox,
     cpa: Cpa,
     party: CpaParty,
     message_id: str,
@@ -100,52 +93,39 @@ def enqueue_signal(
     ref_to: str,
 ) -> None:
     """Queue an MSH signal (Acknowledgment) as its own single-part message."""
-    _store(
-        session,
-        party,
-        cpa,
-        message_id,
-        action,
-        "text/xml; charset=UTF-8",
-        envelope,
-        False,
+    outbox.add(
+        _new(party, cpa, message_id, action, "text/xml; charset=UTF-8", envelope, False, ref_to),
         now,
-        ref_to,
     )
 
 
-def acknowledged(session: Session, message_id: str, from_oin: str) -> bool:
-    """The peer acknowledged one of our messages: it is delivered."""
-    result = session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.message_id == message_id, OutboxMessage.to_oin == from_oin)
-        .values(status=DELIVERED, last_error=None)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+def judge_answer(
+    message_id: str, status_code: int, content_type: str, content: bytes, needs_ack: bool
+) -> tuple[OutboxStatus, str | None]:
+    """The state one delivery attempt leaves a message in, from the peer's HTTP answer.
 
-
-def refused(
-    session: Session, message_id: str, from_oin: str, reason: str = "MessageError ontvangen"
-) -> None:
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.message_id == message_id, OutboxMessage.to_oin == from_oin)
-        .values(status=FAILED, last_error=reason)
-    )
-    log.error("outbox %s: refused by %s: %s", message_id, from_oin, reason)
-
-
-def resend_acknowledgment(session: Session, ref_to: str, to_oin: str, now: datetime) -> None:
-    """A duplicate arrived: the Acknowledgment of the original goes out again, unchanged."""
-    session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.ref_to_message_id == ref_to,
-            OutboxMessage.to_oin == to_oin,
-            OutboxMessage.action == "Acknowledgment",
-        )
-        .values(status=PENDING, next_attempt_at=now, attempts=0, expires_at=now + timedelta(days=1))
-    )
+    503 (and any 5xx) is recoverable (Digikoppeling): the message stays pending for a retry.
+    Another non-2xx fails it. A signal is done once taken; a business message once the answer
+    carries its Acknowledgment, else it waits for one as its own message (`sent`).
+    """
+    if status_code >= 500:
+        return OutboxStatus.PENDING, f"HTTP {status_code}"
+    if status_code >= 300:
+        return OutboxStatus.FAILED, f"HTTP {status_code}"
+    if not needs_ack:
+        return OutboxStatus.DELIVERED, None
+    if not content.strip():
+        return OutboxStatus.SENT, "wacht op Acknowledgment"
+    try:
+        document = parse_untrusted(parse_package(content_type, content).soap.body)
+    except Exception as exc:  # whatever the peer sent, the message waits for its Acknowledgment
+        return OutboxStatus.SENT, f"antwoord onleesbaar: {type(exc).__name__}"
+    error = error_of(document)
+    if error is not None:
+        return OutboxStatus.FAILED, f"MessageError {error[0]}: {error[1]}"
+    if document.findtext(f".//{_ACK_REF}") == message_id:
+        return OutboxStatus.DELIVERED, None
+    return OutboxStatus.SENT, "wacht op Acknowledgment"
 
 
 @dataclass(frozen=True)
@@ -178,62 +158,31 @@ class Deliverer:
         self._pool.shutdown(wait=True)
         self.session.close()
 
-    def _claim(self, now: datetime, limit: int) -> list[OutboxMessage]:
-        """Due messages, leased until their next retry so other nodes leave them alone."""
-        with self.database.transaction() as session:
-            due = list(
-                session.scalars(
-                    select(OutboxMessage)
-                    .where(
-                        OutboxMessage.status.in_((PENDING, SENT)),
-                        OutboxMessage.next_attempt_at <= now,
-                    )
-                    .order_by(OutboxMessage.next_attempt_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            for message in due:
-                if now >= message.expires_at or message.attempts >= message.max_attempts:
-                    message.status = FAILED
-                    message.last_error = (
-                        message.last_error or ""
-                    ) + " (opgegeven: retries of persistDuration op)"
-                    log.error(
-                        "outbox %s to %s failed: %s",
-                        message.message_id,
-                        message.to_oin,
-                        message.last_error,
-                    )
-                    continue
-                message.attempts += 1
-                message.next_attempt_at = now + timedelta(seconds=message.retry_interval_seconds)
-            session.flush()
-            session.expunge_all()  # plain values from here on; the lease is committed below
-        return [m for m in due if m.status != FAILED]
-
     def deliver_due(self, now: datetime, limit: int = 200) -> int:
         """Attempt every due message once, several at a time; returns how many were tried."""
-        messages = self._claim(now, limit)
+        with self.database.repositories() as repositories:
+            due, expired = repositories.outbox.claim_due(now, limit)
+        for message in expired:
+            log.error(
+                "outbox %s to %s failed: %s", message.message_id, message.to_oin, message.last_error
+            )
         # Each attempt waits on a peer (TLS handshake, its processing): overlap them.
-        list(self._pool.map(self._deliver, messages))
-        return len(messages)
+        list(self._pool.map(self._deliver, due))
+        return len(due)
 
-    def _deliver(self, message: OutboxMessage) -> None:
+    def _deliver(self, message: DueMessage) -> None:
         status, error = self._attempt(message)
-        with self.database.transaction() as session:
-            current = session.get(OutboxMessage, message.id)
-            if current is None or current.status in (DELIVERED, FAILED):
+        with self.database.repositories() as repositories:
+            if not repositories.outbox.record_attempt(message.id, status, error, datetime.now(UTC)):
                 return  # an asynchronous Acknowledgment was faster
-            current.status, current.last_error = status, error
-        if status == DELIVERED:
+        if status is OutboxStatus.DELIVERED:
             log.info("outbox %s delivered to %s", message.message_id, message.to_oin)
         else:
             log.warning(
                 "outbox %s to %s: %s (%s)", message.message_id, message.to_oin, status, error
             )
 
-    def _attempt(self, message: OutboxMessage) -> tuple[str, str | None]:
+    def _attempt(self, message: DueMessage) -> tuple[OutboxStatus, str | None]:
         try:
             response = self.session.post(
                 message.endpoint,
@@ -242,35 +191,11 @@ class Deliverer:
                 timeout=self.timeout,
             )
         except requests.RequestException as exc:
-            return PENDING, f"verbinding mislukt: {type(exc).__name__}"
-        if response.status_code >= 500:
-            # 503 is explicitly recoverable (Digikoppeling); other 5xx are treated alike.
-            return PENDING, f"HTTP {response.status_code}"
-        if response.status_code >= 300:
-            return FAILED, f"HTTP {response.status_code}"
-        if not message.needs_ack:
-            return DELIVERED, None
-        return self._judge_answer(message, response)
-
-    def _judge_answer(
-        self, message: OutboxMessage, response: requests.Response
-    ) -> tuple[str, str | None]:
-        if not response.content.strip():
-            return SENT, "wacht op Acknowledgment"
-        try:
-            package = parse_package(
-                response.headers.get("Content-Type", "text/xml"), response.content
-            )
-            document = parse_untrusted(package.soap.body)
-        except Exception as exc:
-            return SENT, f"antwoord onleesbaar: {type(exc).__name__}"
-        error = error_of(document)
-        if error is not None:
-            return FAILED, f"MessageError {error[0]}: {error[1]}"
-        ack_ref = document.findtext(
-            ".//{http://www.oasis-open.org/committees/ebxml-msg/schema/msg-header-2_0.xsd}Acknowledgment/"
-            "{http://www.oasis-open.org/committees/ebxml-msg/schema/msg-header-2_0.xsd}RefToMessageId"
+            return OutboxStatus.PENDING, f"verbinding mislukt: {type(exc).__name__}"
+        return judge_answer(
+            message.message_id,
+            response.status_code,
+            response.headers.get("Content-Type", "text/xml"),
+            response.content,
+            message.needs_ack,
         )
-        if ack_ref == message.message_id:
-            return DELIVERED, None
-        return SENT, "wacht op Acknowledgment"

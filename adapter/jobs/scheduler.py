@@ -1,7 +1,8 @@
 """The scheduler process: periodic jobs and the admin listener, next to gunicorn.
 
-It delivers the outbox (acknowledgments and BerichtVerwerk results) and removes expired
-zaken. Every job is idempotent and reads its work from the database, so several nodes may
+It delivers the outbox (acknowledgments and BerichtVerwerk results), removes expired zaken
+and, daily, ebMS messages past their CPA's PersistDuration plus `ebms.purge_margin_days`.
+Every job is idempotent and reads its work from the database, so several nodes may
 run it at once (outbox rows are claimed with SKIP LOCKED) and a restart loses nothing.
 """
 
@@ -18,8 +19,10 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from adapter.admin import Heartbeat, start_admin
 from adapter.config import Config, load_config
+from adapter.ebms.cpa import CpaStore
 from adapter.ebms.outbound import Deliverer, OutboundTls
-from adapter.jobs.retention import purge_expired_zaken
+from adapter.jobs.notifications import NotificationJob, expire_citizen_sessions
+from adapter.jobs.retention import purge_expired_zaken, purge_messages
 from adapter.logs import configure_logging
 from adapter.store.db import Database
 
@@ -43,6 +46,18 @@ def build_scheduler(
         removed = purge_expired_zaken(database, config.lopende_zaken.retention_days, date.today())
         log.info("retention: %d zaken removed", removed)
 
+    cpas = list(CpaStore.load(config.ebms.cpa_dir))
+
+    def message_purge() -> None:
+        received, sent = purge_messages(
+            database,
+            cpas,
+            config.receipts.receiver_oin,
+            config.ebms.purge_margin_days,
+            datetime.now(UTC),
+        )
+        log.info("message purge: %d received and %d sent messages removed", received, sent)
+
     scheduler.add_job(
         deliver_outbox,
         "interval",
@@ -59,6 +74,32 @@ def build_scheduler(
         max_instances=1,
         coalesce=True,
         next_run_time=datetime.now(UTC),
+    )
+    scheduler.add_job(
+        message_purge,
+        "interval",
+        days=1,
+        id="message-purge",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
+    )
+    scheduler.add_job(
+        NotificationJob(database, config).run,
+        "interval",
+        seconds=config.notifications.interval_seconds,
+        id="notifications",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
+    )
+    scheduler.add_job(
+        lambda: expire_citizen_sessions(database, config, datetime.now(UTC)),
+        "interval",
+        minutes=5,
+        id="citizen-sessions",
+        max_instances=1,
+        coalesce=True,
     )
     return scheduler, deliverer
 

@@ -17,6 +17,7 @@ from adapter.lopende_zaken import zaken
 from adapter.lopende_zaken.wus import AMSTERDAM
 from adapter.lopende_zaken.zaken import StatusMelding, ZaakMelding
 from adapter.soap.wus import Call, FaultContext, Operation, WusService
+from adapter.soap.xml import text_of
 
 ZKN = "http://www.egem.nl/StUF/sector/zkn/0310"
 STUF = "http://www.egem.nl/StUF/StUF0301"
@@ -34,10 +35,8 @@ def _value(parent: etree._Element | None, path: str) -> str | None:
     """Text of an element; None when absent, empty or nil (StUF's noValue)."""
     if parent is None:
         return None
-    found = parent.find(path, NS)
-    if found is None or found.get(XSI_NIL) in ("true", "1"):
-        return None
-    text = (found.text or "").strip()
+    # The whole text: a comment inside a value must not cut it short (the receipt hashes all).
+    text = (text_of(parent.find(path, NS), nillable=True) or "").strip()
     return text or None
 
 
@@ -79,14 +78,14 @@ def reference(payload: etree._Element) -> str | None:
     return _value(payload, "z:stuurgegevens/StUF:referentienummer")
 
 
-def _check_stuurgegevens(payload: etree._Element, call: Call) -> None:
+def _check_stuurgegevens(payload: etree._Element, call: Call, receiver_oin: str) -> None:
     zender = _value(payload, "z:stuurgegevens/StUF:zender/StUF:organisatie")
     ontvanger = _value(payload, "z:stuurgegevens/StUF:ontvanger/StUF:organisatie")
     if zender is None or not call.party.organisation.may_deliver_for(zender):
         raise ZaakRefused(
             "LZ007", f"zender/organisatie {zender or '(leeg)'} is niet het OIN van het certificaat"
         )
-    expected = call.config.receipts.receiver_oin
+    expected = receiver_oin
     if ontvanger != expected:
         raise ZaakRefused(
             "LZ007", f"ontvanger/organisatie {ontvanger or '(leeg)'} is niet {expected}"
@@ -118,7 +117,7 @@ def read_object(zaak: etree._Element) -> ZaakMelding:
         )
     verwijzing = next(
         (
-            (e.text or "").strip()
+            (text_of(e) or "").strip()
             for e in zaak.iterfind("StUF:extraElementen/StUF:extraElement", NS)
             if e.get("naam") == "verwijzing" and e.get(XSI_NIL) not in ("true", "1")
         ),
@@ -172,17 +171,17 @@ def _stuurgegevens(
         add(stuurgegevens, "crossRefnummer", cross_ref)
 
 
-def zak_lk01(call: Call) -> etree._Element:
+def zak_lk01(call: Call, receiver_oin: str) -> etree._Element:
     payload = call.payload
-    _check_stuurgegevens(payload, call)
+    _check_stuurgegevens(payload, call, receiver_oin)
     objects = payload.findall("z:object", NS)
     if not objects:
         raise ZaakRefused("LZ001", "object ontbreekt")
-    zaken.zaak_aanleveren(call.session, call.party.oin, read_object(objects[-1]), call.received_at)
-    answer = etree.Element(f"{{{STUF}}}Bv01Bericht", nsmap={"StUF": STUF})
-    _stuurgegevens(
-        answer, "Bv01", call.config.receipts.receiver_oin, call.party.oin, reference(payload)
+    zaken.zaak_aanleveren(
+        call.repositories.zaken, call.party.oin, read_object(objects[-1]), call.received_at
     )
+    answer = etree.Element(f"{{{STUF}}}Bv01Bericht", nsmap={"StUF": STUF})
+    _stuurgegevens(answer, "Bv01", receiver_oin, call.party.oin, reference(payload))
     return answer
 
 
@@ -205,21 +204,23 @@ def fault_detail(fault: SoapFault, context: FaultContext) -> etree._Element:
     return answer
 
 
-SERVICE = WusService(
-    name="LopendeZaken",
-    path="/lopende-zaken/stuf",
-    wsdl=None,
-    operations=(
-        Operation(
-            name="zakLk01",
-            request_element=f"{{{ZKN}}}zakLk01",
-            action=ACTION,
-            response_action=f"{ACTION}Response",
-            schema="stuf-zkn-zakLk01.xsd",
-            handler=zak_lk01,
-            message_ref=reference,
+def service(receiver_oin: str) -> WusService:
+    """The StUF endpoint; `receiver_oin` is MijnOverheid's OIN, the ontvanger it expects."""
+    return WusService(
+        name="LopendeZaken",
+        path="/lopende-zaken/stuf",
+        wsdl=None,
+        operations=(
+            Operation(
+                name="zakLk01",
+                request_element=f"{{{ZKN}}}zakLk01",
+                action=ACTION,
+                response_action=f"{ACTION}Response",
+                schema="stuf-zkn-zakLk01.xsd",
+                handler=lambda call: zak_lk01(call, receiver_oin),
+                message_ref=reference,
+            ),
         ),
-    ),
-    fault_detail=fault_detail,
-    any_soap_action=True,
-)
+        fault_detail=fault_detail,
+        any_soap_action=True,
+    )

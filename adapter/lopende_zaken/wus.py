@@ -13,6 +13,7 @@ from adapter.errors import SoapFault, ZaakRefused
 from adapter.lopende_zaken import zaken
 from adapter.lopende_zaken.zaken import Resultaat, StatusMelding, ZaakMelding, ZaakOverzicht
 from adapter.soap.wus import Call, FaultContext, Operation, WusService
+from adapter.soap.xml import text_of
 
 NS = "urn:mijnoverheid-adapter:lopende-zaken:1"
 _L = f"{{{NS}}}"
@@ -20,8 +21,9 @@ AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 
 def _text(parent: etree._Element, path: str) -> str | None:
-    found = parent.find(path.replace("lz:", _L))
-    return found.text.strip() if found is not None and found.text is not None else None
+    # The whole text: a comment inside `HP-x<!---->y` must not cut the identificatie short.
+    text = text_of(parent.find(path.replace("lz:", _L)))
+    return text.strip() if text else None
 
 
 def _required(parent: etree._Element, path: str) -> str:
@@ -148,7 +150,7 @@ def _status_element(parent: etree._Element, status: _StatusFields) -> None:
 def _zaak_element(
     parent: etree._Element, zaak: _ZaakFields, status: _StatusFields | None
 ) -> etree._Element:
-    """A `zaak` in the contract's field order, from a stored zaak or a melding to send."""
+    """A `zaak` in the contract's field order, from a stored zaak (ZakenOpvragen)."""
     element = etree.SubElement(parent, f"{_L}zaak")
     _add(element, "identificatie", zaak.identificatie)
     _add(element, "omschrijving", zaak.omschrijving)
@@ -175,16 +177,11 @@ def _overzicht(parent: etree._Element, item: ZaakOverzicht) -> None:
         _status_element(historie, status)
 
 
-def build_zaak_aanleveren(melding: ZaakMelding) -> etree._Element:
-    """The ZaakAanleveren request for a melding: what `dk-adapter send-zaak` sends."""
-    request = etree.Element(f"{_L}ZaakAanleveren", nsmap={None: NS})
-    _zaak_element(request, melding, melding.status)
-    return request
-
-
 def zaak_aanleveren(call: Call) -> etree._Element:
     melding = read_zaak(_child(call.payload, "zaak"))
-    resultaat = zaken.zaak_aanleveren(call.session, call.party.oin, melding, call.received_at)
+    resultaat = zaken.zaak_aanleveren(
+        call.repositories.zaken, call.party.oin, melding, call.received_at
+    )
     return _verwerking("ZaakAanleveren", melding.identificatie, resultaat)
 
 
@@ -192,7 +189,7 @@ def status_aanleveren(call: Call) -> etree._Element:
     identificatie = _required(call.payload, "lz:identificatie")
     melding = read_status(_child(call.payload, "status"))
     resultaat = zaken.status_aanleveren(
-        call.session, call.party.oin, identificatie, melding, call.received_at
+        call.repositories.zaken, call.party.oin, identificatie, melding, call.received_at
     )
     return _verwerking("StatusAanleveren", identificatie, resultaat)
 
@@ -201,7 +198,7 @@ def zaak_afsluiten(call: Call) -> etree._Element:
     identificatie = _required(call.payload, "lz:identificatie")
     einddatum = read_date(_required(call.payload, "lz:einddatum"), "einddatum")
     resultaat = zaken.zaak_afsluiten(
-        call.session,
+        call.repositories.zaken,
         call.party.oin,
         identificatie,
         einddatum,
@@ -214,7 +211,7 @@ def zaak_afsluiten(call: Call) -> etree._Element:
 def zaken_opvragen(call: Call) -> etree._Element:
     response = etree.Element(f"{_L}ZakenOpvragenResponse", nsmap={None: NS})
     for item in zaken.zaken_opvragen(
-        call.session, call.party.oin, _required(call.payload, "lz:bsn")
+        call.repositories.zaken, call.party.oin, _required(call.payload, "lz:bsn")
     ):
         _overzicht(response, item)
     return response

@@ -12,12 +12,11 @@ from datetime import date, datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from sqlalchemy.orm import Session
 from stdnum.nl import bsn as bsn_number
 
 from adapter.errors import ZaakRefused
-from adapter.store import zaken as store
 from adapter.store.models import Zaak, ZaakStatus
+from adapter.store.zaken import Zaken
 
 
 class Resultaat(StrEnum):
@@ -80,14 +79,13 @@ def _check(melding: ZaakMelding) -> None:
             raise ZaakRefused("LZ006", f"{name} {end} ligt voor startdatum {melding.startdatum}")
 
 
-def _apply_status(session: Session, zaak: Zaak, melding: StatusMelding, now: datetime) -> Resultaat:
-    existing = store.find_status(session, zaak.id, melding.datum_status_gezet, melding.omschrijving)
+def _apply_status(zaken: Zaken, zaak: Zaak, melding: StatusMelding, now: datetime) -> Resultaat:
+    existing = zaken.find_status(zaak.id, melding.datum_status_gezet, melding.omschrijving)
     if existing is not None:
         return Resultaat.STATUS_AL_BEKEND
     if zaak.einddatum is not None:
         raise ZaakRefused("LZ005", f"zaak {zaak.identificatie} is afgesloten op {zaak.einddatum}")
-    status = store.add_status(
-        session,
+    status = zaken.add_status(
         ZaakStatus(
             zaak_id=zaak.id,
             code=melding.code,
@@ -96,39 +94,36 @@ def _apply_status(session: Session, zaak: Zaak, melding: StatusMelding, now: dat
             received_at=now,
         ),
     )
-    current = store.current_status(session, zaak)
+    current = zaken.current_status(zaak)
     if current is not None and current.datum_status_gezet > status.datum_status_gezet:
         return Resultaat.STATUS_OUDER
     zaak.status_id = status.id
     zaak.updated_at = now
-    store.record_notification(session, zaak.initiator_bsn, status, now)
+    zaken.record_notification(zaak.initiator_bsn, status, now)
     return Resultaat.STATUS_TOEGEVOEGD
 
 
-def _existing(session: Session, oin: str, identificatie: str) -> Zaak:
-    zaak = store.find_zaak(session, oin, identificatie, for_update=True)
+def _existing(zaken: Zaken, oin: str, identificatie: str) -> Zaak:
+    zaak = zaken.find_zaak(oin, identificatie, for_update=True)
     if zaak is None:
         # Also for another organisation's zaak: whether it exists is not theirs to learn.
         raise ZaakRefused("LZ004", f"zaak {identificatie} is onbekend")
     return zaak
 
 
-def zaak_aanleveren(session: Session, oin: str, melding: ZaakMelding, now: datetime) -> Resultaat:
+def zaak_aanleveren(zaken: Zaken, oin: str, melding: ZaakMelding, now: datetime) -> Resultaat:
     """Create or update a zaak; its status (if any) is applied before an einddatum closes it."""
     _check(melding)
-    zaak = store.find_zaak(session, oin, melding.identificatie, for_update=True)
+    zaak = zaken.find_zaak(oin, melding.identificatie, for_update=True)
     created = zaak is None
     if zaak is None:
-        zaak = Zaak(oin=oin, identificatie=melding.identificatie, created_at=now)
-        session.add(zaak)
+        zaak = zaken.new_zaak(oin, melding.identificatie, now)
     elif zaak.initiator_bsn != melding.initiator_bsn:
         raise ZaakRefused("LZ009", f"zaak {melding.identificatie} hoort bij een andere initiator")
     elif zaak.einddatum is not None:
         # A closed zaak is frozen; re-delivering a status it already holds is not an error.
         status = melding.status
-        if status and store.find_status(
-            session, zaak.id, status.datum_status_gezet, status.omschrijving
-        ):
+        if status and zaken.find_status(zaak.id, status.datum_status_gezet, status.omschrijving):
             return Resultaat.STATUS_AL_BEKEND
         raise ZaakRefused("LZ005", f"zaak {zaak.identificatie} is afgesloten op {zaak.einddatum}")
     einddatum = melding.einddatum
@@ -142,10 +137,10 @@ def zaak_aanleveren(session: Session, oin: str, melding: ZaakMelding, now: datet
     zaak.verwijzing = melding.verwijzing
     zaak.initiator_bsn = melding.initiator_bsn
     zaak.updated_at = now
-    session.flush()
+    zaken.flush()
     resultaat = Resultaat.AANGEMAAKT if created else Resultaat.BIJGEWERKT
     if melding.status is not None:
-        status_resultaat = _apply_status(session, zaak, melding.status, now)
+        status_resultaat = _apply_status(zaken, zaak, melding.status, now)
         resultaat = resultaat if created else status_resultaat
     if einddatum is not None:
         zaak.einddatum = einddatum
@@ -154,20 +149,20 @@ def zaak_aanleveren(session: Session, oin: str, melding: ZaakMelding, now: datet
 
 
 def status_aanleveren(
-    session: Session, oin: str, identificatie: str, melding: StatusMelding, now: datetime
+    zaken: Zaken, oin: str, identificatie: str, melding: StatusMelding, now: datetime
 ) -> Resultaat:
-    return _apply_status(session, _existing(session, oin, identificatie), melding, now)
+    return _apply_status(zaken, _existing(zaken, oin, identificatie), melding, now)
 
 
 def zaak_afsluiten(
-    session: Session,
+    zaken: Zaken,
     oin: str,
     identificatie: str,
     einddatum: date,
     resultaat: str | None,
     now: datetime,
 ) -> Resultaat:
-    zaak = _existing(session, oin, identificatie)
+    zaak = _existing(zaken, oin, identificatie)
     if zaak.einddatum is not None:
         if zaak.einddatum == einddatum and resultaat in (None, zaak.resultaat):
             return Resultaat.AFGESLOTEN  # the same closing sent again
@@ -181,10 +176,10 @@ def zaak_afsluiten(
     return Resultaat.AFGESLOTEN
 
 
-def zaken_opvragen(session: Session, oin: str, bsn: str) -> list[ZaakOverzicht]:
+def zaken_opvragen(zaken: Zaken, oin: str, bsn: str) -> list[ZaakOverzicht]:
     check_bsn(bsn)
     overzicht = []
-    for zaak, historie in store.zaken_for(session, oin, bsn):
+    for zaak, historie in zaken.zaken_for(oin, bsn):
         current = next((s for s in historie if s.id == zaak.status_id), None)
         overzicht.append(ZaakOverzicht(zaak, current, historie))
     return overzicht

@@ -22,6 +22,7 @@ from signxml.exceptions import InvalidCertificate, InvalidInput, InvalidSignatur
 from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
+from adapter.errors import AdapterError
 from adapter.metrics import SIGN_SECONDS
 from adapter.receipts.model import ROOT, Receipt, from_element, to_element
 
@@ -33,7 +34,7 @@ _ALGORITHMS = {
 _EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
 
 
-class ReceiptInvalid(Exception):
+class ReceiptInvalid(AdapterError):
     """The receipt's signature, certificate chain or signer does not hold."""
 
 

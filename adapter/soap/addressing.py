@@ -20,6 +20,7 @@ from adapter.errors import (
     AddressingToMissing,
     HeaderValueNotAllowed,
 )
+from adapter.soap.xml import text_of
 
 WSA = "http://www.w3.org/2005/08/addressing"
 ANONYMOUS = f"{WSA}/anonymous"
@@ -47,14 +48,14 @@ def read_addressing(headers: Sequence[etree._Element]) -> Addressing | None:
         return None
 
     def text(name: str) -> str | None:
-        element = found.get(name)
-        value = (element.text or "").strip() if element is not None else ""
+        # The whole text: a comment inside a value must not cut it short.
+        value = (text_of(found.get(name)) or "").strip()
         return value or None
 
     reply_to = None
     if (element := found.get("ReplyTo")) is not None:
-        address = element.find(f"{_W}Address")
-        reply_to = (address.text or "").strip() if address is not None else None
+        address = text_of(element.find(f"{_W}Address"))
+        reply_to = address.strip() if address is not None else None
     return Addressing(text("To"), text("Action"), text("MessageID"), reply_to)
 
 

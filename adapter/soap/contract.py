@@ -8,11 +8,12 @@ public URL, never anything taken from the request's Host header.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from lxml import etree
 
 from adapter.soap.xml import parse_trusted_file
+from adapter.transport.http import HttpResult
 
 _XSD = "http://www.w3.org/2001/XMLSchema"
 _SOAP_ADDRESS = "{http://schemas.xmlsoap.org/wsdl/soap/}address"
@@ -52,3 +53,18 @@ class PublishedContract:
     def xsd(self, name: str) -> bytes | None:
         """A schema the WSDL reaches, or None; no other file is ever served."""
         return self.schemas.get(name)
+
+    def answer(self, query: str) -> HttpResult:
+        """The answer to a GET of the endpoint: the WSDL at ?wsdl, a schema at ?xsd=<file>."""
+        params = parse_qs(query, keep_blank_values=True)
+        if "wsdl" in params or query.lower() == "wsdl":
+            return HttpResult("200 OK", self.wsdl)
+        if "xsd" in params:
+            schema = self.xsd(params["xsd"][0])
+            if schema is not None:
+                return HttpResult("200 OK", schema)
+        return HttpResult(
+            "404 Not Found",
+            b"vraag ?wsdl of een ?xsd=... uit de WSDL\n",
+            (("Content-Type", "text/plain; charset=utf-8"),),
+        )

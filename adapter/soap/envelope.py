@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from adapter.errors import HeaderNotUnderstood, InvalidEnvelope, SoapFault
-from adapter.soap.xml import parse_untrusted
+from adapter.errors import HeaderNotUnderstood, InvalidEnvelope, SoapFault, XmlNotUtf8
+from adapter.soap.xml import DEFAULT_LIMITS, XmlLimits, parse_untrusted
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
@@ -32,9 +32,30 @@ def _is_element(node: object) -> bool:
     return isinstance(node, etree._Element) and isinstance(node.tag, str)
 
 
-def parse_envelope(data: bytes) -> Envelope:
+def check_content_type(value: str | None) -> None:
+    """SOAP 1.1 over HTTP is `text/xml`, and Digikoppeling allows UTF-8 only (WS006)."""
+    media, *parameters = (value or "").split(";")
+    media = media.strip().lower()
+    if not media:
+        raise InvalidEnvelope("Content-Type ontbreekt; SOAP 1.1 vraagt text/xml")
+    if media == "application/soap+xml":
+        raise InvalidEnvelope(
+            "SOAP 1.2 (application/soap+xml) wordt niet ondersteund, gebruik SOAP 1.1"
+        )
+    if media == "multipart/related":
+        raise InvalidEnvelope("MTOM (multipart/related) wordt niet ondersteund, stuur text/xml")
+    if media != "text/xml":
+        raise InvalidEnvelope(f"Content-Type {media} is geen text/xml (SOAP 1.1)")
+    for parameter in parameters:
+        name, _, charset = parameter.partition("=")
+        charset = charset.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise XmlNotUtf8(f"charset {charset} is niet toegestaan, alleen UTF-8")
+
+
+def parse_envelope(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> Envelope:
     """Parse and check the SOAP 1.1 structure (WW003: exactly one Body child)."""
-    root = parse_untrusted(data)
+    root = parse_untrusted(data, limits)
     if root.tag == f"{{{SOAP12_ENV}}}Envelope":
         raise InvalidEnvelope("SOAP 1.2 wordt niet ondersteund, gebruik SOAP 1.1")
     if root.tag != f"{_ENV}Envelope":

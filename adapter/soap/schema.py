@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from adapter.errors import NotConformXsd
+from adapter.errors import SchemaViolation
 from adapter.soap.xml import parse_trusted_file
 
 
@@ -30,9 +30,13 @@ class SchemaSet:
             cache[name] = schema
         return schema
 
+    def compiled(self, schema_name: str) -> etree.XMLSchema:
+        """This thread's compiled schema, for validating a document while it is streamed."""
+        return self._schema(schema_name)
+
     def validate(self, element: etree._Element, schema_name: str) -> None:
-        """Raise `NotConformXsd` naming the first offending element and line."""
+        """Raise `SchemaViolation` naming the first offending element and line."""
         schema = self._schema(schema_name)
         if not schema.validate(element):
             error = schema.error_log.last_error
-            raise NotConformXsd(f"regel {error.line}: {error.message}")
+            raise SchemaViolation(f"regel {error.line}: {error.message}")

@@ -7,21 +7,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from lxml import etree
-from sqlalchemy.orm import Session
 
-from adapter.config import Config
 from adapter.errors import SoapFault
 from adapter.party import Party
+from adapter.store.repositories import Repositories
 
 
 @dataclass(frozen=True)
 class Call:
-    """What an operation handler gets: the caller, the validated payload, the open transaction."""
+    """What an operation handler gets: the caller, the validated payload, the repositories of
+    the open transaction. Its configuration it got when its service was built."""
 
     party: Party
     payload: etree._Element
-    session: Session
-    config: Config
+    repositories: Repositories
     received_at: datetime
 
 

@@ -1,55 +1,273 @@
 """The one XML parser configuration for everything that arrives from outside.
 
-No DTDs, no entities, no network, no huge trees; a document that declares a DTD or an entity
-is refused on its bytes, before lxml sees it, so an entity bomb never costs memory.
+No DTDs, no entities, no network; a document that declares a DTD or an entity (or an XML
+version other than 1.0) is refused on its bytes, before lxml sees it, so an entity bomb never
+costs memory; a processing instruction anywhere is refused (SOAP 1.1 forbids them).
+
+What a document may cost is bounded while it is parsed (`XmlLimits`: attributes per element,
+depth, elements, text length): a first pass feeds libxml2 in chunks with a counting target that
+builds nothing and stops the parse at the first limit passed; only a document that passes is
+parsed again into a tree. A hostile document is so refused before any tree exists, and nothing
+after the parser (XSD validation, the exclusive-c14n body hash of a receipt) ever sees one the
+limits refuse. The second pass costs a legitimate document a few per cent more.
+Refusals are profile-neutral `XmlRejected` errors: each profile says what they mean to its peer.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from lxml import etree
 
-from adapter.errors import InvalidEnvelope, NotUtf8
+from adapter.errors import ForbiddenMarkup, MalformedXml, XmlNotUtf8, XmlTooComplex
+
+XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
 # Digikoppeling WS006 allows UTF-8 only; UTF-16/32 would also let a DOCTYPE slip past the byte scan.
 _OTHER_ENCODING_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")
 _DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_DECLARED_VERSION = re.compile(rb"""^\s*<\?xml[^>]*version\s*=\s*["']([^"']*)["']""")
 _FORBIDDEN_MARKUP = (b"<!DOCTYPE", b"<!ENTITY")
 
-
-def _new_parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_blank_text=False,
-        collect_ids=False,
-    )
+# libxml2 refuses a text node above 10,000,000 bytes unless XML_PARSE_HUGE is set; a larger
+# text limit of ours has to switch that on (our own limits then bound depth and size).
+_LIBXML2_TEXT_LIMIT = 10_000_000
+# Fed in chunks, so a limit is checked after at most this many bytes more were parsed.
+_CHUNK_BYTES = 64 * 1024
 
 
-def parse_untrusted(data: bytes) -> etree._Element:
-    """Parse bytes from a peer into an element tree, or raise the fault that says why not."""
+@dataclass(frozen=True)
+class XmlLimits:
+    """What one document may cost; `[limits]` in conf/adapter.toml, docs/configuration.md.
+
+    The defaults pass every legitimate message with room to spare: a 1000-Bericht batch with
+    two Bijlagen and three AlgemeneBijlagen per Bericht has about 40,000 elements, nesting
+    about 10 deep, and a handful of attributes and namespace declarations per element.
+    """
+
+    max_attributes: int = 64  # attributes plus namespace declarations on one element
+    max_depth: int = 64  # element nesting, the root at depth 1
+    # Elements and comments in the whole document. A million-BSN AbonnementAanvraag is read
+    # as a stream (iterparse_untrusted) and never becomes a tree, so it needs no room here.
+    max_elements: int = 100_000
+    # One text node or attribute value, in characters. As large as the largest ebMS message by
+    # default: an inline Bijlage of any size must reach BerichtVerwerk, which refuses that one
+    # Bericht with BijlageTeGroot; a parser limit would refuse the whole batch instead.
+    max_text_length: int = 100 * 1024 * 1024
+
+
+# For documents whose limits no configuration sets: our own files, answers of peers to
+# our messages, the kit. The endpoints pass the configured ones (`[limits]`).
+DEFAULT_LIMITS = XmlLimits()
+
+
+def _safe_options(huge: bool) -> dict[str, Any]:
+    return {
+        "resolve_entities": False,
+        "no_network": True,
+        "load_dtd": False,
+        "dtd_validation": False,
+        "huge_tree": huge,
+        "remove_blank_text": False,
+        "collect_ids": False,
+    }
+
+
+class _Budget:
+    """A parser target that counts what the parser reports, and stops it at the first limit.
+
+    The first of two passes: it builds nothing (no element objects pile up, so a flood of
+    elements costs neither memory nor garbage-collector time), and an exception raised here
+    ends libxml2's parse at once. Only a document that passes is parsed into a tree.
+    """
+
+    def __init__(self, limits: XmlLimits) -> None:
+        self.limits = limits
+        self.nodes = 0  # elements and comments
+        self.depth = 0
+        self.declarations = 0  # namespace declarations of the element about to start
+
+    def start_ns(self, _prefix: str | None, _uri: str) -> None:
+        self.declarations += 1
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        limits = self.limits
+        self.nodes += 1
+        self.depth += 1
+        attributes = len(attrib) + self.declarations
+        self.declarations = 0
+        if self.nodes > limits.max_elements:
+            raise XmlTooComplex(
+                f"het bericht heeft meer dan {limits.max_elements} elementen en commentaren"
+            )
+        if self.depth > limits.max_depth:
+            raise XmlTooComplex(
+                f"element {_local(tag)} is dieper genest dan {limits.max_depth} niveaus"
+            )
+        if attributes > limits.max_attributes:
+            raise XmlTooComplex(
+                f"element {_local(tag)} heeft {attributes} attributen en"
+                f" namespacedeclaraties; maximaal {limits.max_attributes}"
+            )
+
+    def end(self, _tag: str) -> None:
+        self.depth -= 1
+
+    def comment(self, _text: str) -> None:
+        self.nodes += 1  # a comment costs a node like an element does
+        if self.nodes > self.limits.max_elements:
+            raise XmlTooComplex(
+                f"het bericht heeft meer dan {self.limits.max_elements} elementen en commentaren"
+            )
+
+    def pi(self, _target: str, _data: str | None = None) -> None:
+        # SOAP 1.1 section 3: a SOAP message must not contain processing instructions.
+        raise ForbiddenMarkup("processing instructions zijn niet toegestaan")
+
+    def close(self) -> None:
+        return None
+
+
+class _TextBudget(_Budget):
+    """`_Budget` that also measures text and attribute values: for documents long enough to
+    hold one over the limit (a separate class, since lxml reports text only to a target
+    that asks for it, and every report costs a call)."""
+
+    def __init__(self, limits: XmlLimits) -> None:
+        super().__init__(limits)
+        self.text = 0  # characters of the text node being read (reported in pieces)
+        self.where = "het bericht"
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        super().start(tag, attrib)
+        for value in attrib.values():
+            self._measure(len(value), f"een attribuut van {_local(tag)}")
+        self.text, self.where = 0, f"de tekst van {_local(tag)}"
+
+    def end(self, tag: str) -> None:
+        super().end(tag)
+        self.text, self.where = 0, f"de tekst na {_local(tag)}"
+
+    def comment(self, text: str) -> None:
+        super().comment(text)
+        self.text = 0
+
+    def data(self, text: str) -> None:
+        self.text += len(text)
+        self._measure(self.text, self.where)
+
+    def _measure(self, length: int, where: str) -> None:
+        if length > self.limits.max_text_length:
+            raise XmlTooComplex(f"{where} is langer dan {self.limits.max_text_length} tekens")
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _check_bytes(data: bytes) -> None:
+    """What is refused on the bytes alone, before the parser sees them."""
     if data.startswith(_OTHER_ENCODING_BOMS) or (len(data) > 1 and b"\x00" in data[:4]):
-        raise NotUtf8("het bericht is niet in UTF-8")
+        raise XmlNotUtf8("het bericht is niet in UTF-8")
     declared = _DECLARED_ENCODING.match(data)
     if declared and declared.group(1).lower() not in (b"utf-8", b"utf8"):
-        raise NotUtf8(f"encoding {declared.group(1).decode('ascii')} is niet toegestaan")
+        raise XmlNotUtf8(f"encoding {declared.group(1).decode('ascii')} is niet toegestaan")
+    version = _DECLARED_VERSION.match(data)
+    if version and version.group(1) != b"1.0":
+        # SOAP 1.1 and WS-I Basic Profile serialise envelopes as XML 1.0; 1.1 reads differently.
+        shown = version.group(1).decode("ascii", "replace")
+        raise ForbiddenMarkup(f"XML-versie {shown} is niet toegestaan, gebruik XML 1.0")
     for markup in _FORBIDDEN_MARKUP:
         if markup in data:
-            raise InvalidEnvelope("DTD's en entiteiten zijn niet toegestaan")
+            raise ForbiddenMarkup("DTD's en entiteiten zijn niet toegestaan")
+
+
+def parse_untrusted(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element:
+    """Parse bytes from a peer into an element tree, or raise the `XmlRejected` that says why.
+
+    A limit passed is `XmlTooComplex`, raised while parsing: the rest of the document is
+    never parsed.
+    """
+    _check_bytes(data)
+    # Only a document that can hold a text over libxml2's own limit needs XML_PARSE_HUGE;
+    # smaller ones keep libxml2's limits as a second line behind ours.
+    huge = limits.max_text_length > _LIBXML2_TEXT_LIMIT and len(data) > _LIBXML2_TEXT_LIMIT
+    # A document shorter than the text limit cannot hold a text over it: no need to measure.
+    budget = _TextBudget(limits) if len(data) > limits.max_text_length else _Budget(limits)
+    # Parsers per call: lxml parsers keep error state and are not safe across threads.
+    counting = etree.XMLParser(target=budget, **_safe_options(huge))
     try:
-        # A parser per call: lxml parsers keep error state and are not safe across threads.
-        root = etree.fromstring(data, parser=_new_parser())
+        for offset in range(0, len(data), _CHUNK_BYTES):
+            counting.feed(data[offset : offset + _CHUNK_BYTES])
+        counting.close()
+        root = etree.fromstring(data, parser=etree.XMLParser(**_safe_options(huge)))
     except etree.XMLSyntaxError as exc:
-        raise InvalidEnvelope(f"geen well-formed XML: {exc.msg}") from None
+        raise MalformedXml(f"geen well-formed XML: {exc.msg}") from None
     if root is None:
-        raise InvalidEnvelope("leeg bericht")
+        raise MalformedXml("leeg bericht")
     return root
+
+
+def text_of(element: etree._Element | None, *, nillable: bool = False) -> str | None:
+    """The whole text content of an element, as the exclusive c14n of a receipt covers it.
+
+    `.text` and `findtext` stop at the first comment or processing instruction
+    (`Uw<!---->besluit` would read as `Uw`); this joins every text node. None for a missing
+    element, and with `nillable` for one marked xsi:nil; "" for an empty one.
+    """
+    if element is None:
+        return None
+    if nillable and element.get(XSI_NIL) in ("true", "1"):
+        return None
+    return "".join(element.itertext())
 
 
 def parse_trusted_file(path: str) -> etree._ElementTree:
     """Parse one of our own files (XSD, WSDL) with the same safe settings."""
-    return etree.parse(path, parser=_new_parser())
+    parser = etree.XMLParser(**_safe_options(huge=False))
+    return etree.parse(path, parser=parser)
+
+
+def iterparse_untrusted(
+    data: bytes, schema: etree.XMLSchema | None = None
+) -> Iterable[etree._Element]:
+    """Stream a document from a peer that is too large for a tree: each element at its end.
+
+    For payloads such as an AbonnementAanvraag of a million BSNs. The caller clears what it
+    has read (and its finished siblings), so memory stays flat whatever the size. The byte
+    checks of `parse_untrusted` apply; a processing instruction is refused; comments are
+    dropped while parsing, so an element's `.text` is its whole text. With `schema` the
+    document is validated while it is read (`SchemaViolation` at the first breach). The
+    `XmlLimits` are not applied: they bound the tree `parse_untrusted` builds, and none is
+    kept here; the message size limit bounds the work.
+    """
+    # Imported here to leave this module's shared header alone.
+    import io
+
+    from adapter.errors import SchemaViolation
+
+    _check_bytes(data)
+    options = {**_safe_options(huge=False), "remove_comments": True, "schema": schema}
+    events = etree.iterparse(io.BytesIO(data), events=("end", "pi"), **options)
+    closed = False
+    try:
+        for event, element in events:
+            if event == "pi":
+                # As parse_untrusted: SOAP 1.1 section 3 forbids processing instructions.
+                raise ForbiddenMarkup("processing instructions zijn niet toegestaan")
+            closed = element.getparent() is None
+            yield element
+    except etree.XMLSyntaxError as exc:
+        last = exc.error_log.last_error
+        line = last.line if last is not None and last.line > 0 else exc.lineno
+        where = f"regel {line}: " if line else ""
+        if last is not None and last.domain == etree.ErrorDomains.PARSER:
+            raise MalformedXml(f"geen well-formed XML: {where}{exc.msg}") from None
+        raise SchemaViolation(f"{where}{exc.msg}") from None
+    if not closed:
+        # lxml (6.1) with a schema and resolve_entities off reports no error for a document
+        # that just stops: the root's end, seen or not, is the check that does not depend on it.
+        raise MalformedXml("geen well-formed XML: het document stopt voor het einde van de root")

@@ -38,14 +38,13 @@ from typing import IO, Any
 from sqlalchemy import exists, func, select, text
 from sqlalchemy.orm import Session
 
-from adapter.store.models import AuditEntry, StoredReceipt
+from adapter.store.models import AuditEntry, ReceiptOutcome, StoredReceipt
 
 GENESIS_HASH = "0" * 64
 # pg_advisory_xact_lock key ("dk-audit"): one writer of the chain at a time per database.
 AUDIT_LOCK_KEY = int.from_bytes(b"dk-audit", "big")
 KIND_RECEIPT = "receipt"
 KIND_REFUSAL = "refusal"
-REFUSED = "Geweigerd"  # StoredReceipt.outcome of a refusal
 HASHED_FIELDS = (
     "seq",
     "recorded_at",
@@ -116,7 +115,7 @@ class Record:
     @classmethod
     def of(cls, receipt: StoredReceipt) -> Record:
         return cls(
-            kind=KIND_REFUSAL if receipt.outcome == REFUSED else KIND_RECEIPT,
+            kind=KIND_REFUSAL if receipt.outcome == ReceiptOutcome.REFUSED else KIND_RECEIPT,
             receipt_id=receipt.receipt_id,
             sender_oin=receipt.sender_oin,
             service=receipt.service,

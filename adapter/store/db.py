@@ -1,56 +1,48 @@
-"""The database handle: one engine per process, SQLite (WAL) or PostgreSQL.
+"""The database handle: one engine per process, and transactions that fail in our own terms.
 
-A PostgreSQL schema can be chosen in the URL itself (`?options=-csearch_path%3Dname`), which
-is how tests give every run its own schema.
+Every transaction commits or rolls back as one unit. A database failure leaves it as a
+profile-neutral `StoreUnavailable`, a unique-key race as `StoreConflict` (adapter.errors), so
+no room above the store needs to know SQLAlchemy's exceptions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.errors import StoreConflict, StoreUnavailable
 from adapter.store import migrate
+from adapter.store.blobs import BlobStore
+from adapter.store.engine import create_database_engine, create_reading_engine
+from adapter.store.repositories import Repositories
+
+__all__ = ["Database", "create_database_engine", "reading_session", "store_errors"]
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # pysqlite's own BEGIN handling defers locks until the first write, which makes a
-    # read-then-write transaction fail with SQLITE_BUSY under several processes; we emit
-    # BEGIN IMMEDIATE ourselves instead (see _sqlite_begin).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+def _first_line(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
 
 
-def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def create_database_engine(url: str) -> Engine:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 10})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Translate SQLAlchemy's failures raised inside the block into the store's own errors."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise StoreConflict(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(f"{type(exc).__name__}: {_first_line(exc)}") from exc
 
 
 class Database:
-    """Engine plus session factory; `transaction()` commits or rolls back as one unit."""
+    """Engine plus session factory for one process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, blobs: BlobStore | None = None) -> None:
+        self.url = url
+        self.blobs = blobs  # attachment contents, for the repositories that store them
         self.engine = create_database_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -61,12 +53,25 @@ class Database:
         by `create_all` before migrations existed, and is safe to call from several processes
         at once (the migration holds a lock).
         """
-        migrate.upgrade(self.engine)
+        with store_errors():
+            migrate.upgrade(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
+        """A session for the store's own modules and for tests; commits at the end."""
+        with store_errors(), self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def repositories(self) -> Iterator[Repositories]:
+        """One transaction, seen through the repositories the profiles and business use."""
+        with self.transaction() as session:
+            yield Repositories(session, self.blobs)
+
+    def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the database answers a trivial query."""
+        with store_errors(), self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -74,18 +79,10 @@ class Database:
 
 @contextmanager
 def reading_session(url: str) -> Iterator[Session]:
-    """A session for long reports that must not hold up the server's writers.
-
-    The adapter's SQLite engine begins every transaction with BEGIN IMMEDIATE, the database's
-    write lock: walking millions of rows under it would stall every request. Plain pysqlite
-    reads without that lock (WAL), each query seeing a consistent snapshot.
-    """
-    if make_url(url).get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 10})
-    else:
-        engine = create_database_engine(url)
+    """A session for long reports that never takes SQLite's write lock (create_reading_engine)."""
+    engine = create_reading_engine(url)
     try:
-        with Session(engine) as session:
+        with store_errors(), Session(engine) as session:
             yield session
     finally:
         engine.dispose()

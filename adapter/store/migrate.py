@@ -1,4 +1,4 @@
-"""Schema migrations with Alembic: `Database.create_schema()`, `dk-adapter db upgrade|current`.
+"""Schema migrations with Alembic: `Database.create_schema()`, and what `dk-adapter db` runs.
 
 The Alembic environment and the revisions live in `adapter/store/migrations/`, inside the
 package, so an installed adapter migrates its database without a source checkout. Alembic is
@@ -19,10 +19,10 @@ import argparse
 import io
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -34,14 +34,15 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, Index, MetaData, Table, inspect, text
 
+from adapter.errors import AdapterError
+from adapter.store.engine import BUSY_TIMEOUT_MS, create_database_engine
 from adapter.store.models import UtcDateTime
-
-if TYPE_CHECKING:
-    from adapter.config import Config
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 # The revision that creates the schema as `Base.metadata.create_all` made it before migrations.
 INITIAL_REVISION = "4315adb302d6"
+# How long an SQLite connection waits for the migration lock held by another process.
+MIGRATION_WAIT_MS = 300_000
 # pg_advisory_xact_lock key ("dk-migra"): one migration at a time per PostgreSQL database.
 POSTGRES_LOCK_KEY = int.from_bytes(b"dk-migra", "big")
 
@@ -63,7 +64,7 @@ CONFIGURE_OPTIONS: dict[str, Any] = {
 }
 
 
-class SchemaMismatch(RuntimeError):
+class SchemaMismatch(AdapterError, RuntimeError):
     """A database without alembic_version whose tables are not what the initial revision makes."""
 
 
@@ -109,6 +110,9 @@ def locked_connection(engine: Engine) -> Iterator[Connection]:
             # that DROP would run ON DELETE CASCADE and empty the referencing tables
             # (subscriptions of accounts, statuses of zaken). Checked again before commit.
             _driver_execute(connection, "PRAGMA foreign_keys=OFF")
+            # Processes that start together wait for the one migrating, however long the
+            # migration takes on a busy machine, instead of giving up after the usual 10 s.
+            _driver_execute(connection, f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
         try:
             with connection.begin():
                 if connection.dialect.name == "postgresql":
@@ -123,6 +127,7 @@ def locked_connection(engine: Engine) -> Iterator[Connection]:
         finally:
             if sqlite:
                 _driver_execute(connection, "PRAGMA foreign_keys=ON")
+                _driver_execute(connection, f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str | None]:
@@ -215,61 +220,31 @@ def _adopt_create_all_schema(connection: Connection, config: AlembicConfig) -> b
     return True
 
 
-def add_commands(
-    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
-    config_loader: Callable[[argparse.Namespace], Config],
-) -> None:
-    """`dk-adapter db upgrade` and `dk-adapter db current`."""
+def upgrade_database(url: str) -> tuple[str | None, str | None]:
+    """`upgrade` on an engine of its own for `url` (`dk-adapter db upgrade`); disposes of it."""
+    engine = create_database_engine(url)
+    try:
+        return upgrade(engine)
+    finally:
+        engine.dispose()
 
-    def engine_for(args: argparse.Namespace) -> Engine:
-        from adapter.store.db import create_database_engine
 
-        return create_database_engine(config_loader(args).database_url)
+def database_revision(url: str) -> tuple[str | None, bool]:
+    """The revision of the database at `url` and whether it has any tables (`db current`).
 
-    def cmd_upgrade(args: argparse.Namespace) -> int:
-        engine = engine_for(args)
-        try:
-            before, after = upgrade(engine)
-        finally:
-            engine.dispose()
-        if before == after:
-            print(f"database already at head {after}")
-        else:
-            print(f"database upgraded from {before or '(empty)'} to {after} (head)")
-        return 0
-
-    def cmd_current(args: argparse.Namespace) -> int:
-        engine = engine_for(args)
-        try:
-            current = current_revision(engine)
-            tables = set(inspect(engine).get_table_names())
-        finally:
-            engine.dispose()
-        head = head_revision()
-        if current is None:
-            state = "tables made before migrations" if tables else "empty database"
-            print(f"current revision: none ({state}); head is {head}: run `dk-adapter db upgrade`")
-            return 1
-        if current != head:
-            print(f"current revision: {current}; head is {head}: run `dk-adapter db upgrade`")
-            return 1
-        print(f"current revision: {current} (head)")
-        return 0
-
-    db = commands.add_parser("db", help="database schema migrations (Alembic)")
-    db_commands = db.add_subparsers(dest="db", required=True)
-    db_commands.add_parser(
-        "upgrade", help="migrate the database to the newest revision (also done on start-up)"
-    ).set_defaults(func=cmd_upgrade)
-    db_commands.add_parser(
-        "current", help="show the database's revision; exit 1 unless it is at head"
-    ).set_defaults(func=cmd_current)
+    A database without a revision but with tables was made by `create_all` before migrations.
+    """
+    engine = create_database_engine(url)
+    try:
+        current = current_revision(engine)
+        has_tables = bool(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    return current, has_tables
 
 
 def make_revision(message: str) -> None:
     """Autogenerate a revision: the models against a scratch SQLite database at head."""
-    from adapter.store.db import create_database_engine
-
     with tempfile.TemporaryDirectory() as scratch:
         engine = create_database_engine(f"sqlite:///{Path(scratch) / 'scratch.db'}")
         try:

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from adapter.receipts import Receipt
 from adapter.store import audit
-from adapter.store.models import StoredReceipt
+from adapter.store.models import ReceiptOutcome, StoredReceipt
 
 
 def save_receipt(session: Session, receipt: Receipt, signed: etree._Element) -> None:
@@ -26,12 +26,23 @@ def save_receipt(session: Session, receipt: Receipt, signed: etree._Element) -> 
         message_ref=receipt.message_ref,
         service=receipt.service,
         operation=receipt.operation,
-        outcome="Berichten"
+        outcome=ReceiptOutcome.BERICHTEN
         if outcome.berichten
-        else ("Geaccepteerd" if outcome.accepted else "Geweigerd"),
+        else (ReceiptOutcome.ACCEPTED if outcome.accepted else ReceiptOutcome.REFUSED),
         outcome_code=outcome.code,
         xml=etree.tostring(signed, encoding="unicode"),
     )
     record = audit.Record.of(stored)  # hashed before the lock is taken
     session.add(stored)
     audit.append(session, record)
+
+
+class Receipts:
+    """The receipts repository of one transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def save(self, receipt: Receipt, signed: etree._Element) -> None:
+        """See `save_receipt`: the last call before commit."""
+        save_receipt(self.session, receipt, signed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapter.config import Organisations
-from adapter.errors import NotAuthorised
+from adapter.errors import UnknownParty
 from adapter.party import Party
 from adapter.pki.identity import read_identity
 
@@ -24,16 +24,16 @@ def peer_certificate(environ: dict[str, Any]) -> bytes | None:
 
 
 def identify(environ: dict[str, Any], organisations: Organisations) -> Party:
-    """The calling `Party`, or `NotAuthorised` for no certificate, no OIN, or an unknown OIN."""
+    """The calling `Party`, or `UnknownParty` for no certificate, no OIN, or an unknown OIN."""
     der = peer_certificate(environ)
     if der is None:
-        raise NotAuthorised("geen clientcertificaat")
+        raise UnknownParty("geen clientcertificaat")
     identity = read_identity(der)
     organisation = organisations.find(identity.oin, identity.kvk)
     if organisation is None:
         if identity.oin is None and identity.kvk is None:
-            raise NotAuthorised("het certificaat bevat geen OIN")
-        raise NotAuthorised(
+            raise UnknownParty("het certificaat bevat geen OIN")
+        raise UnknownParty(
             f"OIN {identity.oin or 'NTRNL-' + str(identity.kvk)} is niet aangesloten"
         )
     return Party(

@@ -1,34 +1,26 @@
-"""gunicorn (gthread workers) serving the adapter over mutual TLS, configured from our Config."""
+"""gunicorn (gthread workers) serving a WSGI app over mutual TLS, configured from our Config.
+
+Which app it serves is not its business: `run_server` gets a factory that each worker calls
+after the fork (adapter.wiring builds the adapter's).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import ssl
-import subprocess
-import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from adapter.config import Config, ConfigError, check_files, load_config
-from adapter.receipts import ReceiptSigner
-from adapter.store.db import Database
-from adapter.transport.app import AdapterApp
 from adapter.transport.tls import server_context
 
 log = logging.getLogger("adapter.server")
 
-
-def build_app(config: Config) -> AdapterApp:
-    """The WSGI app with its own database engine and signer; called in each worker."""
-    signer = ReceiptSigner.from_files(
-        config.receipts.private_key,
-        config.receipts.certificate,
-        config.tls.intermediates,
-        config.receipts.algorithm,
-    )
-    return AdapterApp(config, Database(config.database_url), signer)
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+AppFactory = Callable[[Config], WsgiApp]
 
 
 def _worker_exited(_server: Any, worker: Any) -> None:
@@ -40,8 +32,9 @@ def _worker_exited(_server: Any, worker: Any) -> None:
 
 
 class AdapterServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, app_factory: AppFactory) -> None:
         self.config = config
+        self.app_factory = app_factory
         self._context: ssl.SSLContext | None = None
         super().__init__()
 
@@ -94,27 +87,10 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
             log.info("configuration reloaded from %s", config.file)
         super().reload()
 
-    def load(self) -> AdapterApp:
-        return build_app(self.config)
+    def load(self) -> WsgiApp:
+        return self.app_factory(self.config)
 
 
-def serve(config: Config) -> None:
-    """gunicorn for the mTLS port, and beside it (not in a worker) the scheduler process."""
-    database = Database(config.database_url)
-    database.create_schema()
-    # Workers build their own engines after the fork; none may inherit this one's connections.
-    database.dispose()
-    # A process of its own (not multiprocessing: gunicorn's forked workers would inherit its
-    # bookkeeping and try to join a process that is not their child when they exit).
-    scheduler = subprocess.Popen([sys.executable, "-m", "adapter.jobs.scheduler", str(config.file)])
-    master = os.getpid()
-    try:
-        AdapterServer(config).run()
-    finally:
-        # gunicorn workers are forked inside run() and leave through here as well.
-        if os.getpid() == master:
-            scheduler.terminate()
-            try:
-                scheduler.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                scheduler.kill()
+def run_server(config: Config, app_factory: AppFactory) -> None:
+    """Serve until gunicorn is told to stop; returns in the master and in every worker."""
+    AdapterServer(config, app_factory).run()

@@ -1,0 +1,95 @@
+"""`dk-adapter`: serve, check configuration, build the dev PKI, import accounts, verify receipts.
+
+One module per command group registers its commands (`register(commands, config_loader)`);
+this module only builds the parser from them and turns the errors a command may raise into
+an exit status, so no room elsewhere adds commands of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from requests import RequestException
+
+from adapter.cli import (
+    accounts,
+    audit,
+    check_config,
+    cpa,
+    db,
+    kit,
+    messages,
+    pki,
+    retention,
+    serve,
+    usage,
+    verify_receipt,
+)
+from adapter.cli.base import report_database_error
+from adapter.config import Config, ConfigError, load_config
+from adapter.errors import Rejected, SoapFault, StoreUnavailable
+
+DEFAULT_CONFIG = "conf/adapter.toml"
+DESCRIPTION = (
+    "`dk-adapter`: serve, check configuration, build the dev PKI, import accounts, verify receipts."
+)
+
+# In the order `dk-adapter --help` lists them.
+COMMAND_GROUPS = (
+    serve,
+    check_config,
+    pki,
+    accounts,
+    verify_receipt,
+    kit,
+    cpa,
+    db,
+    audit,
+    usage,
+    retention,
+    messages,
+)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dk-adapter", description=DESCRIPTION)
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("DK_ADAPTER_CONFIG", DEFAULT_CONFIG),
+        help="adapter.toml (default: $DK_ADAPTER_CONFIG or conf/adapter.toml)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for group in COMMAND_GROUPS:
+        group.register(commands, _config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # `db upgrade` reports what it did
+    try:
+        result: int = args.func(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SoapFault as exc:  # a value the command checks as the server would
+        print(f"error: {exc.reason}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:  # a command without a message of its own for it
+        return report_database_error(exc)
+    except Rejected as exc:  # a file the safe parser or a schema refuses, as the server would
+        print(f"error: {exc.reason}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError, RequestException) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return result

@@ -1,0 +1,488 @@
+"""One ebMS 2.0 message, end to end: identify, MIME, MessageHeader, CPA, grant, payload, answer.
+
+The generic endpoint of the ebMS profile; it knows no business. Problems of the ebMS layer are
+answered with an ErrorList (MessageError) and a signed refusal receipt. A message that passes
+it goes to the `EbmsAction` its Action names (adapter.ebms.service), is acknowledged even when
+its content then fails (the business answer says why), and the business answer always goes
+back as a new ebMS message through the outbox. Acceptance, receipt, stored answer and outbox
+rows commit together, or nothing is stored. The MSH services (ebMS 2.0 sections 7 and 8) are
+answered here too: Ping with Pong, StatusRequest with StatusResponse.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lxml import etree
+
+from adapter.config import Organisations
+from adapter.ebms import outbound
+from adapter.ebms.cpa import Cpa, CpaParty, CpaStore
+from adapter.ebms.inbound import check_route
+from adapter.ebms.message import (
+    MSH_SERVICE,
+    MessageHeader,
+    acknowledgment,
+    message_error,
+    pong,
+    read_header,
+    reply_route,
+    status_request_ref,
+    status_response,
+)
+from adapter.ebms.mime import Package, parse_package
+from adapter.ebms.service import (
+    EbmsAction,
+    EbmsAnswer,
+    EbmsRequest,
+    EbmsService,
+    EbmsStreamRequest,
+    EncodedPayload,
+    InvalidPayload,
+    StreamedPayload,
+)
+from adapter.errors import (
+    BodyTooLarge,
+    BodyUnreadable,
+    DeliveryFailure,
+    EbmsError,
+    MimeProblem,
+    NotAuthorised,
+    NotGranted,
+    NotSupported,
+    OtherXml,
+    Rejected,
+    SchemaViolation,
+    SecurityFailure,
+    StoreConflict,
+    StoreUnavailable,
+    UnknownParty,
+    XmlRejected,
+)
+from adapter.metrics import ACCEPTED, record_request
+from adapter.party import Party
+from adapter.receipts import Outcome, Receipt, ReceiptSigner
+from adapter.soap.envelope import SOAP_ENV, body_hash, build_fault, raw_hash
+from adapter.soap.schema import SchemaSet
+from adapter.soap.xml import XmlLimits, parse_untrusted
+from adapter.store.db import Database
+from adapter.store.ebms_messages import StoredAnswer
+from adapter.store.repositories import Repositories
+from adapter.transport.http import HttpResult, read_body
+from adapter.transport.identity import identify
+
+log = logging.getLogger("adapter.ebms")
+
+SOAP_ACTION = "ebXML"
+# Dienst in receipts and the metrics' service label while no service is known yet.
+ENDPOINT_NAME = "ebMS"
+ASYNC_ANSWER = HttpResult("200 OK", b"", (("Content-Type", "text/plain; charset=utf-8"),))
+_UNAVAILABLE = "tijdelijk niet beschikbaar, probeer later opnieuw"
+
+# Profile-neutral errors in ebMS terms (SPEC Part C): error class, location, and a fixed
+# description where the neutral reason would tell the peer about our internals.
+EBMS_ERRORS: Mapping[type[Rejected], tuple[type[EbmsError], str | None, str | None]] = {
+    XmlRejected: (OtherXml, "/Envelope", None),
+    SchemaViolation: (OtherXml, None, None),
+    BodyTooLarge: (OtherXml, "Content-Length", None),
+    BodyUnreadable: (OtherXml, "Content-Length", None),
+    NotGranted: (SecurityFailure, "//MessageHeader/Service", None),
+    StoreUnavailable: (DeliveryFailure, None, _UNAVAILABLE),
+    StoreConflict: (DeliveryFailure, None, _UNAVAILABLE),
+}
+
+
+def as_ebms_error(error: Rejected) -> EbmsError:
+    """The ErrorList error that tells an ebMS peer what a neutral refusal means."""
+    for kind in type(error).__mro__:
+        if kind in EBMS_ERRORS:
+            error_class, location, fixed = EBMS_ERRORS[kind]
+            mapped = error_class(fixed or error.reason, location)
+            mapped.http_headers = error.http_headers
+            return mapped
+    return OtherXml(error.reason)
+
+
+@dataclass(frozen=True)
+class EbmsSettings:
+    """The part of the configuration the endpoint needs."""
+
+    organisations: Organisations
+    receiver_oin: str  # MijnOverheid's OIN: To/PartyId of every message
+    max_message_bytes: int  # the whole MIME message, refused unread above
+    xml_limits: XmlLimits  # what parsing its SOAP part and its payload may cost
+
+
+@dataclass
+class _Progress:
+    """What is known of the message so far, for the receipt of whatever happens next."""
+
+    request_id: str
+    received_at: datetime
+    party: Party
+    service: str = ENDPOINT_NAME
+    header: MessageHeader | None = None
+    body_hash: str = ""
+    part_hashes: tuple[tuple[str, str], ...] = ()
+
+
+class EbmsEndpoint:
+    def __init__(
+        self,
+        services: Sequence[EbmsService],
+        settings: EbmsSettings,
+        database: Database,
+        signer: ReceiptSigner,
+        schemas: SchemaSet,
+        cpas: CpaStore,
+    ) -> None:
+        self.actions: dict[str, tuple[EbmsService, EbmsAction]] = {}
+        for service in services:
+            for action in service.actions:
+                if action.action in self.actions:
+                    raise ValueError(f"Action {action.action} is served twice")
+                self.actions[action.action] = (service, action)
+        self.settings = settings
+        self.database = database
+        self.signer = signer
+        self.schemas = schemas
+        self.cpas = cpas
+
+    # --- the request ----------------------------------------------------------------------
+
+    def handle(self, environ: dict[str, Any]) -> HttpResult:
+        try:
+            party = identify(environ, self.settings.organisations)
+        except UnknownParty as unknown:  # an unknown party learns nothing, as on the WUS side
+            return HttpResult(
+                "500 Internal Server Error", build_fault(NotAuthorised(unknown.reason))
+            )
+        progress = _Progress(uuid.uuid4().hex, datetime.now(UTC), party)
+        started = time.perf_counter()
+        try:
+            answer = self._handle(environ, progress)
+        except (EbmsError, Rejected) as refusal:
+            error = refusal if isinstance(refusal, EbmsError) else as_ebms_error(refusal)
+            if isinstance(refusal, (StoreUnavailable, StoreConflict)):
+                log.error("request %s: database error: %s", progress.request_id, refusal.reason)
+            record_request(
+                progress.service,
+                party.oin,
+                "refused",
+                time.perf_counter() - started,
+                error.error_code,
+            )
+            # Nothing can be stored while the database is down; the signed receipt still goes out.
+            return self._refuse(error, progress, store=not isinstance(refusal, StoreUnavailable))
+        except Exception:
+            log.exception("request %s: unexpected error", progress.request_id)
+            return self._refuse(OtherXml("interne fout"), progress, store=False)
+        record_request(progress.service, party.oin, "accepted", time.perf_counter() - started)
+        return answer
+
+    def _handle(self, environ: dict[str, Any], progress: _Progress) -> HttpResult:
+        data = read_body(environ, self.settings.max_message_bytes, drain=False)
+        progress.body_hash = raw_hash(data)
+        soap_action = (environ.get("HTTP_SOAPACTION") or "").strip().strip('"')
+        if soap_action != SOAP_ACTION:
+            raise OtherXml(
+                f"SOAPAction moet {SOAP_ACTION} zijn, niet {soap_action!r}", "SOAPAction"
+            )
+        package = parse_package(environ.get("CONTENT_TYPE", ""), data)
+        progress.part_hashes = tuple(
+            (p.content_id or "", raw_hash(p.body)) for p in package.attachments
+        )
+        envelope = parse_untrusted(package.soap.body, self.settings.xml_limits)
+        body = envelope.find(f"{{{SOAP_ENV}}}Body")
+        if body is not None:
+            progress.body_hash = body_hash(body)
+        header = read_header(envelope)
+        progress.header = header
+        answered = self._stored_answer(header)
+        if answered is not None:
+            return answered
+        cpa, sender = check_route(
+            header, self.cpas, progress.party, self.settings.receiver_oin, progress.received_at
+        )
+        for cid in header.manifest:
+            package.attachment(cid)  # every Manifest reference must resolve (MimeProblem)
+        if header.service == MSH_SERVICE:
+            return self._signal(header, envelope, cpa, sender, progress.received_at)
+        served = self.actions.get(header.action)
+        if served is None:
+            raise NotSupported(
+                f"Action {header.action} wordt hier niet bediend", "//MessageHeader/Action"
+            )
+        service, action = served
+        progress.service = service.name
+        progress.party.require(service.name)
+        run = self._prepare(action, header, package, progress)
+        return self._process(run, action, header, cpa, sender, progress)
+
+    def _prepare(
+        self, action: EbmsAction, header: MessageHeader, package: Package, progress: _Progress
+    ) -> Callable[[Repositories], EbmsAnswer]:
+        """Everything that needs no database: the payload parsed and validated."""
+        if not header.manifest:
+            raise MimeProblem("het Manifest verwijst naar geen enkele payload", "//Body/Manifest")
+        raw = package.attachment(header.manifest[0]).body
+        try:
+            if action.stream_handler is not None:
+                # The handler reads and validates the payload itself, as a stream, here where
+                # no transaction is open yet; what it returns runs in the transaction.
+                streamed = EbmsStreamRequest(
+                    progress.party,
+                    header,
+                    StreamedPayload(raw, self.schemas.compiled(action.schema)),
+                    package,
+                    progress.received_at,
+                )
+                return action.stream_handler(streamed)
+            payload = parse_untrusted(raw, self.settings.xml_limits)
+            self.schemas.validate(payload, action.schema)
+        except (XmlRejected, SchemaViolation) as invalid:
+            answer_invalid = action.invalid_payload
+            if answer_invalid is None:
+                raise
+            problem = InvalidPayload(
+                progress.party, header, raw, invalid.reason, progress.received_at
+            )
+            return lambda _repositories: answer_invalid(problem)
+        request = EbmsRequest(progress.party, header, payload, package, progress.received_at)
+        handler = action.handler
+        if handler is None:  # EbmsAction refuses to exist without one of its two handlers
+            raise TypeError(f"Action {action.action} has no handler")
+        return lambda repositories: handler(request, repositories)
+
+    # --- duplicate elimination --------------------------------------------------------------
+
+    def _stored_answer(self, header: MessageHeader) -> HttpResult | None:
+        sender = header.from_party.value
+        with self.database.repositories() as repositories:
+            stored = repositories.ebms_messages.answer_of(sender, header.message_id)
+            if stored is None:
+                return None
+            log.info(
+                "ebMS %s from %s: duplicate, stored answer sent again", header.message_id, sender
+            )
+            if stored.body is None:
+                # syncReplyMode none: the Acknowledgment we sent for the original goes out again.
+                repositories.outbox.resend_acknowledgment(
+                    header.message_id, sender, datetime.now(UTC)
+                )
+                return ASYNC_ANSWER
+            content_type = stored.content_type or "text/xml; charset=utf-8"
+            return HttpResult("200 OK", stored.body, (("Content-Type", content_type),))
+
+    # --- MSH signals ------------------------------------------------------------------------
+
+    def _signal(
+        self,
+        header: MessageHeader,
+        envelope: etree._Element,
+        cpa: Cpa,
+        sender: CpaParty,
+        received_at: datetime,
+    ) -> HttpResult:
+        if header.action == "Ping":
+            message_id, answer = pong(header, received_at)
+            return self._msh_answer(message_id, answer, "Pong", header, cpa, sender, received_at)
+        if header.action == "StatusRequest":
+            return self._status(header, envelope, cpa, sender, received_at)
+        if header.ref_to_message_id and header.action in ("Acknowledgment", "MessageError"):
+            oin = header.from_party.value
+            with self.database.repositories() as repositories:
+                if header.action == "Acknowledgment":
+                    repositories.outbox.acknowledged(header.ref_to_message_id, oin)
+                elif repositories.outbox.refused(
+                    header.ref_to_message_id, oin, "MessageError ontvangen"
+                ):
+                    log.error("outbox %s: refused by %s", header.ref_to_message_id, oin)
+        return ASYNC_ANSWER
+
+    def _status(
+        self,
+        header: MessageHeader,
+        envelope: etree._Element,
+        cpa: Cpa,
+        sender: CpaParty,
+        received_at: datetime,
+    ) -> HttpResult:
+        """ebMS 2.0 §7: the status of a message the asking party sent us.
+
+        Looked up by (asking party, MessageId): another party's message is NotRecognized, as
+        one never received, so nobody learns that a message exists that is not theirs.
+        Forwarded never applies: this MSH is the final one (Digikoppeling allows no multi-hop).
+        """
+        ref = status_request_ref(envelope)
+        with self.database.repositories() as repositories:
+            known = repositories.ebms_messages.status_of(header.from_party.value, ref)
+        status, at = known if known is not None else ("NotRecognized", None)
+        message_id, answer = status_response(header, ref, status, at, received_at)
+        log.info("ebMS StatusRequest %s from %s: %s", ref, header.from_party.value, status)
+        return self._msh_answer(
+            message_id, answer, "StatusResponse", header, cpa, sender, received_at
+        )
+
+    def _msh_answer(
+        self,
+        message_id: str,
+        answer: bytes,
+        action: str,
+        request: MessageHeader,
+        cpa: Cpa,
+        sender: CpaParty,
+        received_at: datetime,
+    ) -> HttpResult:
+        """An MSH answer (Pong, StatusResponse) on this connection when the sender's CPA has
+        syncReplyMode mshSignalsOnly, else as its own message through the outbox."""
+        if sender.sync_reply_mode == "mshSignalsOnly":
+            return HttpResult("200 OK", answer, (("Content-Type", "text/xml; charset=utf-8"),))
+        with self.database.repositories() as repositories:
+            outbound.enqueue_signal(
+                repositories.outbox,
+                cpa,
+                sender,
+                message_id,
+                action,
+                answer,
+                received_at,
+                request.message_id,
+            )
+        return ASYNC_ANSWER
+
+    # --- a business message ---------------------------------------------------------------
+
+    def _process(
+        self,
+        run: Callable[[Repositories], EbmsAnswer],
+        action: EbmsAction,
+        header: MessageHeader,
+        cpa: Cpa,
+        sender: CpaParty,
+        progress: _Progress,
+    ) -> HttpResult:
+        def attempt() -> HttpResult:
+            with self.database.repositories() as repositories:
+                repositories.ebms_messages.claim(
+                    header.from_party.value,
+                    header.message_id,
+                    header.cpa_id,
+                    header.conversation_id,
+                    header.action,
+                    progress.received_at,
+                )  # claims the MessageId before any work is done
+                answer = run(repositories)
+                return self._answer(repositories, answer, action, header, cpa, sender, progress)
+
+        try:
+            return attempt()
+        except StoreConflict:
+            # The same MessageId arrived twice at once: the other one won, send its answer.
+            answered = self._stored_answer(header)
+            if answered is None:
+                raise
+            return answered
+
+    def _answer(
+        self,
+        repositories: Repositories,
+        answer: EbmsAnswer,
+        action: EbmsAction,
+        header: MessageHeader,
+        cpa: Cpa,
+        sender: CpaParty,
+        progress: _Progress,
+    ) -> HttpResult:
+        """Receipt, Acknowledgment and the asynchronous answer, stored in the open transaction."""
+        receipt = self._receipt(progress, answer.outcome)
+        signed = self.signer.sign(receipt)
+        # Copies go into the messages; the receipt itself is stored last (see below).
+        ack_id, ack = acknowledgment(header, progress.received_at, [copy.deepcopy(signed)])
+        route = reply_route(header, action.answer_action, sender.service, sender.service_type)
+        if isinstance(answer.payload, EncodedPayload):
+            content_type, payload = answer.payload.content_type, answer.payload.data
+        else:
+            content_type = outbound.XML_PAYLOAD
+            payload = etree.tostring(answer.payload, xml_declaration=True, encoding="utf-8")
+        outbound.enqueue_business(
+            repositories.outbox,
+            cpa,
+            sender,
+            route,
+            header.message_id,
+            payload,
+            [copy.deepcopy(signed)],
+            progress.received_at,
+            content_type,
+        )
+        if sender.sync_reply_mode == "mshSignalsOnly":
+            stored = StoredAnswer("text/xml; charset=utf-8", ack)
+            http = HttpResult("200 OK", ack)
+        else:
+            outbound.enqueue_signal(
+                repositories.outbox,
+                cpa,
+                sender,
+                ack_id,
+                "Acknowledgment",
+                ack,
+                progress.received_at,
+                header.message_id,
+            )
+            stored, http = StoredAnswer(None, None), ASYNC_ANSWER
+        repositories.ebms_messages.record_answer(
+            header.from_party.value, header.message_id, receipt.receipt_id, stored
+        )
+        # Last before commit: storing the receipt appends to the audit chain under its lock.
+        repositories.receipts.save(receipt, signed)
+        ACCEPTED.labels(service=progress.service).inc(answer.accepted)
+        log.info("ebMS %s from %s: %s", header.message_id, header.from_party.value, answer.summary)
+        return http
+
+    # --- refusals ---------------------------------------------------------------------------
+
+    def _receipt(self, progress: _Progress, outcome: Outcome) -> Receipt:
+        return Receipt(
+            request_id=progress.request_id,
+            receiver_oin=self.settings.receiver_oin,
+            sender_oin=progress.party.oin,
+            received_at=progress.received_at,
+            message_ref=progress.header.message_id if progress.header else None,
+            service=progress.service,
+            operation=progress.header.action if progress.header else "onbekend",
+            body_hash=progress.body_hash or raw_hash(b""),
+            part_hashes=progress.part_hashes,
+            outcome=outcome,
+        )
+
+    def _refuse(self, error: EbmsError, progress: _Progress, store: bool = True) -> HttpResult:
+        """A MessageError with a signed receipt; sent back on this connection (see below)."""
+        log.info(
+            "request %s: ebMS %s refused: %s %s",
+            progress.request_id,
+            progress.header.message_id if progress.header else "-",
+            error.error_code,
+            error.description,
+        )
+        receipt = self._receipt(progress, Outcome.reject(error.error_code, error.description))
+        signed = self.signer.sign(receipt)
+        if store:
+            try:
+                with self.database.repositories() as repositories:
+                    repositories.receipts.save(receipt, signed)
+            except StoreUnavailable as unavailable:
+                log.error(
+                    "request %s: receipt not stored: %s", progress.request_id, unavailable.reason
+                )
+        # The error goes back synchronously even for syncReplyMode none: an error found before
+        # the CPA is known has nowhere else to go, and one answer path keeps senders simple.
+        _, body = message_error(progress.header, error, progress.received_at, [signed])
+        return HttpResult("200 OK", body, error.http_headers)

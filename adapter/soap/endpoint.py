@@ -1,0 +1,293 @@
+"""One WUS request, end to end: identify, parse, WS-A, grant, XSD, service, store, receipt.
+
+The WUS profile's pipeline; it knows no business: a `WusService` descriptor (adapter.soap.wus)
+says which operations a path serves. Each stage is a call with plain values; a stage that
+refuses raises the `SoapFault` that says why (or a profile-neutral error, which `WUS_FAULTS`
+translates), and this module turns it into the fault response, with a stored and signed
+receipt when the caller is a configured organisation. A request is fully stored and
+receipted, or refused with nothing of its business data stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lxml import etree
+
+from adapter.config import Organisations
+from adapter.errors import (
+    BodyTooLarge,
+    BodyUnreadable,
+    ForbiddenMarkup,
+    InvalidEnvelope,
+    InvalidSoapAction,
+    MalformedXml,
+    NotAuthorised,
+    NotConformXsd,
+    NotGranted,
+    NotUtf8,
+    Rejected,
+    RequestTooLarge,
+    SchemaViolation,
+    ServiceNotGranted,
+    ServiceUnavailable,
+    SoapFault,
+    StoreConflict,
+    StoreUnavailable,
+    UnknownParty,
+    XmlNotUtf8,
+    XmlTooComplex,
+)
+from adapter.metrics import ACCEPTED, record_request
+from adapter.party import Party
+from adapter.receipts import Outcome, Receipt, ReceiptSigner
+from adapter.soap.addressing import (
+    WSA,
+    Addressing,
+    check_addressing,
+    read_addressing,
+    reply_headers,
+)
+from adapter.soap.envelope import (
+    Envelope,
+    body_hash,
+    build_envelope,
+    build_fault,
+    check_content_type,
+    check_understood,
+    parse_envelope,
+    raw_hash,
+)
+from adapter.soap.schema import SchemaSet
+from adapter.soap.wus import Call, FaultContext, Operation, WusService
+from adapter.soap.xml import XmlLimits
+from adapter.store.db import Database
+from adapter.transport.http import HttpResult, read_body
+from adapter.transport.identity import identify
+
+log = logging.getLogger("adapter.request")
+
+# WS-Security (2W-be-S) is not processed yet, so a mustUnderstand wsse:Security is refused.
+UNDERSTOOD_HEADERS = frozenset({WSA})
+
+
+_UNAVAILABLE = "de database is niet bereikbaar"
+
+# Profile-neutral errors in WUS terms (SPEC Part C): the fault class, and a fixed message
+# where the neutral reason would tell the caller about our internals.
+WUS_FAULTS: Mapping[type[Rejected], tuple[type[SoapFault], str | None]] = {
+    MalformedXml: (InvalidEnvelope, None),
+    ForbiddenMarkup: (InvalidEnvelope, None),
+    # Past a parser limit: refused before the envelope's structure, let alone its payload
+    # against the XSD, could be judged, so 0001 (the envelope is not as expected) and not
+    # 0004 (not valid against the XSD): the Digikoppeling best-practice codes, BPWUS ch03.
+    XmlTooComplex: (InvalidEnvelope, None),
+    XmlNotUtf8: (NotUtf8, None),
+    SchemaViolation: (NotConformXsd, None),
+    UnknownParty: (NotAuthorised, None),
+    NotGranted: (ServiceNotGranted, None),
+    BodyUnreadable: (InvalidEnvelope, None),
+    BodyTooLarge: (RequestTooLarge, None),
+    StoreUnavailable: (ServiceUnavailable, _UNAVAILABLE),
+    StoreConflict: (ServiceUnavailable, _UNAVAILABLE),
+}
+
+
+def as_soap_fault(error: Rejected) -> SoapFault:
+    """The SOAP fault that tells a WUS caller what a neutral refusal means."""
+    for kind in type(error).__mro__:
+        if kind in WUS_FAULTS:
+            fault_class, fixed = WUS_FAULTS[kind]
+            return fault_class(fixed or error.reason)
+    return ServiceUnavailable("interne fout")
+
+
+@dataclass(frozen=True)
+class WusSettings:
+    """The part of the configuration the endpoint needs."""
+
+    organisations: Organisations
+    receiver_oin: str  # MijnOverheid's OIN: Ontvanger in receipts, WS-A To
+    max_request_bytes: int
+    xml_limits: XmlLimits  # what parsing one request may cost
+
+
+@dataclass
+class _Progress:
+    """What is known about the request so far, for the receipt of whatever happens next."""
+
+    request_id: str
+    received_at: datetime
+    party: Party | None = None
+    body_hash: str = ""
+    operation: Operation | None = None
+    addressing: Addressing | None = None
+    message_ref: str | None = None
+
+
+class WusEndpoint:
+    def __init__(
+        self,
+        service: WusService,
+        settings: WusSettings,
+        database: Database,
+        signer: ReceiptSigner,
+        schemas: SchemaSet,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.database = database
+        self.signer = signer
+        self.schemas = schemas
+
+    def handle(self, environ: dict[str, Any]) -> HttpResult:
+        progress = _Progress(request_id=uuid.uuid4().hex, received_at=datetime.now(UTC))
+        started = time.perf_counter()
+        refusal: SoapFault | None = None
+        try:
+            return self._handle(environ, progress)
+        except (SoapFault, Rejected) as error:
+            if isinstance(error, (StoreUnavailable, StoreConflict)):
+                log.error("request %s: database error: %s", progress.request_id, error.reason)
+            refusal = error if isinstance(error, SoapFault) else as_soap_fault(error)
+            return self._fault(refusal, progress)
+        except Exception:
+            # A bug must not leave the caller without an answer, nor with a stack trace.
+            log.exception(
+                "request %s: unexpected error",
+                progress.request_id,
+                extra={"request_id": progress.request_id},
+            )
+            refusal = ServiceUnavailable("interne fout")
+            return self._fault(refusal, progress)
+        finally:
+            oin = progress.party.oin if progress.party else "unknown"
+            outcome = "refused" if refusal else "accepted"
+            code = refusal.receipt_code if refusal else None
+            record_request(self.service.name, oin, outcome, time.perf_counter() - started, code)
+            if refusal is None:
+                ACCEPTED.labels(service=self.service.name).inc()
+
+    def _handle(self, environ: dict[str, Any], progress: _Progress) -> HttpResult:
+        progress.party = party = identify(environ, self.settings.organisations)
+        data = read_body(environ, self.settings.max_request_bytes)
+        progress.body_hash = raw_hash(data)
+        check_content_type(environ.get("CONTENT_TYPE"))
+        envelope = parse_envelope(data, self.settings.xml_limits)
+        progress.body_hash = body_hash(envelope.body)
+        check_understood(envelope, UNDERSTOOD_HEADERS)
+        operation = self._operation(envelope, environ.get("HTTP_SOAPACTION"))
+        progress.operation = operation
+        if operation.message_ref is not None:
+            progress.message_ref = operation.message_ref(envelope.payload)
+        progress.addressing = check_addressing(
+            read_addressing(envelope.headers),
+            required=party.organisation.requires_addressing,
+            expected_action=operation.action,
+            receiver_oin=self.settings.receiver_oin,
+        )
+        if progress.addressing is not None:
+            progress.message_ref = progress.addressing.message_id
+        party.require(self.service.name)
+        self.schemas.validate(envelope.payload, operation.schema)
+        payload, signed = self._store(operation, party, envelope, progress)
+        headers = [signed]
+        if progress.addressing is not None:
+            headers = [*reply_headers(progress.addressing, operation.response_action), signed]
+        log.info(
+            "request %s: %s %s from %s accepted",
+            progress.request_id,
+            self.service.name,
+            operation.name,
+            party.oin,
+        )
+        return HttpResult("200 OK", build_envelope(payload, headers))
+
+    def _store(
+        self, operation: Operation, party: Party, envelope: Envelope, progress: _Progress
+    ) -> tuple[etree._Element, etree._Element]:
+        """Run the handler and store its result with the receipt, in one transaction."""
+
+        def attempt() -> tuple[etree._Element, etree._Element]:
+            with self.database.repositories() as repositories:
+                call = Call(party, envelope.payload, repositories, progress.received_at)
+                payload = operation.handler(call)
+                receipt = self._receipt(progress, Outcome.accept())
+                signed = self.signer.sign(receipt)
+                repositories.receipts.save(receipt, signed)
+            return payload, signed
+
+        try:
+            return attempt()
+        except StoreConflict:
+            # A concurrent request stored the same thing first (one status sent twice at
+            # once): run again, now seeing its row, and answer as for a repeat.
+            return attempt()
+
+    def _operation(self, envelope: Envelope, soap_action_header: str | None) -> Operation:
+        operation = self.service.operation_for(envelope.payload)
+        if operation is None:
+            raise InvalidEnvelope(f"onbekende operatie {etree.QName(envelope.payload).localname}")
+        soap_action = (soap_action_header or "").strip()
+        if soap_action.startswith('"') and soap_action.endswith('"') and len(soap_action) >= 2:
+            soap_action = soap_action[1:-1]
+        # WS002: on the wire either "" or exactly the operation's action.
+        if self.service.any_soap_action:
+            return operation
+        if soap_action_header is None or soap_action not in ("", operation.action):
+            raise InvalidSoapAction(
+                f"SOAPAction {soap_action_header!r} hoort niet bij {operation.name}"
+            )
+        return operation
+
+    def _receipt(self, progress: _Progress, outcome: Outcome) -> Receipt:
+        if progress.party is None:
+            raise RuntimeError("a receipt needs an authenticated party")
+        return Receipt(
+            request_id=progress.request_id,
+            receiver_oin=self.settings.receiver_oin,
+            sender_oin=progress.party.oin,
+            received_at=progress.received_at,
+            message_ref=progress.message_ref,
+            service=self.service.name,
+            operation=progress.operation.name if progress.operation else "onbekend",
+            body_hash=progress.body_hash or raw_hash(b""),
+            outcome=outcome,
+        )
+
+    def _fault(self, fault: SoapFault, progress: _Progress) -> HttpResult:
+        oin = progress.party.oin if progress.party else "-"
+        log.info("request %s: refused for %s: %s", progress.request_id, oin, fault.reason)
+        headers: list[etree._Element] = []
+        operation = progress.operation
+        if progress.addressing is not None and operation is not None:
+            action = operation.fault_actions.get(fault.detail_element or "")
+            if action is not None:
+                headers = reply_headers(progress.addressing, action)
+        if progress.party is not None and fault.receipted:
+            receipt = self._receipt(progress, Outcome.reject(fault.receipt_code, fault.reason))
+            signed = self.signer.sign(receipt)
+            try:
+                with self.database.repositories() as repositories:
+                    repositories.receipts.save(receipt, signed)
+            except StoreUnavailable as unavailable:
+                # The signed receipt still goes out: it proves the refusal even unstored.
+                log.error(
+                    "request %s: receipt not stored: %s", progress.request_id, unavailable.reason
+                )
+            headers.append(signed)
+        context = FaultContext(
+            request_id=progress.request_id,
+            message_ref=progress.message_ref,
+            sender_oin=progress.party.oin if progress.party else None,
+            receiver_oin=self.settings.receiver_oin,
+        )
+        detail = self.service.fault_detail(fault, context)
+        body = build_fault(fault, headers, detail)
+        return HttpResult("500 Internal Server Error", body, fault.http_headers)

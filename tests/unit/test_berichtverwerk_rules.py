@@ -1,0 +1,244 @@
+"""BerichtVerwerk's rules on a batch, without a server: parse, XSD, judge and store, on SQLite
+and PostgreSQL. Each refusal is its own Bericht's (exact VerwerkingsCode and reason) while the
+rest of the batch is still Verwerkt, and nothing of a refused Bericht is stored."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from adapter.berichtenbox import berichtverwerk
+from adapter.berichtenbox.berichtverwerk import BatchContext, BijlageLimits, verwerk
+from adapter.berichtenbox.pdf import check_pdf
+from adapter.config import Organisation, load_organisations
+from adapter.soap.schema import SchemaSet
+from adapter.soap.xml import parse_untrusted
+from adapter.store.blobs import BlobStore
+from adapter.store.db import Database
+from adapter.store.models import Account, Bericht, BerichtBijlage, Bijlage, Subscription
+from tests import pdf_samples as pdfs
+from tests.berichtverwerk_samples import batch_xml, minimal_pdf
+from tests.conftest import CONF, GEMEENTE, ROOT
+
+SUBSCRIBED = "999993653"
+ORGANISATION = load_organisations(CONF / "organisations.toml").by_oin[GEMEENTE]
+SCHEMAS = SchemaSet(ROOT / "xsd")
+
+
+@pytest.fixture(scope="module")
+def database(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    database = Database(database_url, BlobStore(tmp_path_factory.mktemp("blobs")))
+    database.create_schema()
+    now = datetime.now(UTC)
+    with database.transaction() as session:
+        session.add(Account(bsn=SUBSCRIBED, active=True, email=None, updated_at=now))
+        session.flush()
+        session.add(Subscription(bsn=SUBSCRIBED, oin=GEMEENTE, created_at=now))
+    yield database
+    database.dispose()
+
+
+def run(
+    database: Database,
+    payload: bytes,
+    organisation: Organisation = ORGANISATION,
+    general: Mapping[str, bytes] | None = None,
+) -> dict[str, tuple[str, str | None]]:
+    """Parse and validate as the ebMS endpoint does, then judge and store; BerichtID -> code."""
+    batch = parse_untrusted(payload)
+    SCHEMAS.validate(batch, "GLOBEBatchRequest.xsd")
+    context = BatchContext(
+        organisation,
+        organisation,
+        datetime.now(UTC),
+        "message@test",
+        general or {},
+        BijlageLimits(),
+    )
+    with database.repositories() as repositories:
+        result = verwerk(repositories, batch, context)
+    return {b.bericht_id: (b.code.value, b.reden) for b in result.berichten}
+
+
+def stored(database: Database, bericht_id: str) -> tuple[int, int]:
+    """How many berichten and bericht_bijlagen rows a BerichtID has."""
+    with database.transaction() as session:
+        berichten = session.scalars(select(Bericht).where(Bericht.bericht_id == bericht_id))
+        links = session.scalars(
+            select(BerichtBijlage).where(BerichtBijlage.bericht_id == bericht_id)
+        )
+        return len(list(berichten)), len(list(links))
+
+
+def pdfa_of(database: Database, content: bytes) -> str | None:
+    """What `bijlagen.pdfa` recorded for a stored content."""
+    with database.transaction() as session:
+        row = session.get(Bijlage, hashlib.sha256(content).hexdigest())
+        assert row is not None, "attachment not stored"
+        return row.pdfa
+
+
+def bericht(bericht_id: str, *bijlagen: bytes, **extra: Any) -> dict[str, Any]:
+    return {
+        "BerichtID": bericht_id,
+        "bijlagen": [(b, f"bijlage {n}") for n, b in enumerate(bijlagen, 1)],
+        **extra,
+    }
+
+
+def new_ids(n: int) -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(n)]
+
+
+# --- unsafe attachments --------------------------------------------------------------------------
+
+UNSAFE = {
+    "javascript-openaction": (pdfs.javascript_open_action, "bevat JavaScript"),
+    "javascript-name-tree": (pdfs.javascript_name_tree, "bevat JavaScript"),
+    "launch": (pdfs.launch_action, "bevat een Launch-actie (starten van een programma)"),
+    "embedded-file": (pdfs.embedded_file, "bevat een ingesloten bestand"),
+    "xfa": (pdfs.xfa_form, "bevat een XFA-formulier"),
+    "encrypted": (pdfs.encrypted, "is versleuteld"),
+    "truncated": (
+        pdfs.truncated,
+        "is geen volledige PDF (startxref en %%EOF aan het eind ontbreken)",
+    ),
+}
+
+
+def test_each_unsafe_attachment_refuses_only_its_own_bericht(database: Database) -> None:
+    good, pdfa, *unsafe = new_ids(2 + len(UNSAFE))
+    good_pdf, pdfa_pdf = minimal_pdf(10_000), pdfs.pdfa_pdf()
+    letters = [bericht(good, good_pdf), bericht(pdfa, pdfa_pdf)]
+    letters += [bericht(i, build()) for i, (build, _) in zip(unsafe, UNSAFE.values(), strict=True)]
+    codes = run(database, batch_xml(letters))
+    expected = {good: ("Verwerkt", None), pdfa: ("Verwerkt", None)}
+    for bericht_id, (_, problem) in zip(unsafe, UNSAFE.values(), strict=True):
+        expected[bericht_id] = ("TechnischProbleem", f"persoonlijke bijlage 1 {problem}")
+    assert codes == expected
+    assert stored(database, good) == (1, 1) and stored(database, pdfa) == (1, 1)
+    assert all(stored(database, bericht_id) == (0, 0) for bericht_id in unsafe)
+    assert pdfa_of(database, pdfa_pdf) == "2A"
+    assert pdfa_of(database, good_pdf) is None
+
+
+def test_the_reason_names_the_volgorde_and_nothing_of_that_bericht_is_stored(
+    database: Database,
+) -> None:
+    second, other = new_ids(2)
+    payload = batch_xml(
+        [bericht(second, pdfs.good_pdf(b"1"), pdfs.javascript_in_a_link()), bericht(other)]
+    )
+    assert run(database, payload) == {
+        second: ("TechnischProbleem", "persoonlijke bijlage 2 bevat JavaScript"),
+        other: ("Verwerkt", None),
+    }
+    assert stored(database, second) == (0, 0)
+
+
+def test_an_unsafe_general_attachment_refuses_each_bericht_that_refers_to_it(
+    database: Database,
+) -> None:
+    refers, plain = new_ids(2)
+    payload = batch_xml(
+        [{"BerichtID": refers, "algemene": [("folder@test", "Folder")]}, {"BerichtID": plain}]
+    )
+    codes = run(database, payload, general={"folder@test": pdfs.launch_action()})
+    assert codes == {
+        refers: (
+            "TechnischProbleem",
+            "algemene bijlage 1 bevat een Launch-actie (starten van een programma)",
+        ),
+        plain: ("Verwerkt", None),
+    }
+
+
+# --- require_pdfa ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("require", [True, False], ids=["required", "not-required"])
+def test_require_pdfa_refuses_only_attachments_that_declare_no_pdfa(
+    database: Database, require: bool
+) -> None:
+    organisation = dataclasses.replace(ORGANISATION, require_pdfa=require)
+    plain, declared, without = new_ids(3)
+    payload = batch_xml(
+        [
+            bericht(plain, pdfs.good_pdf(str(require).encode())),
+            bericht(declared, pdfs.pdfa_pdf(pdfs.XMP_PDFA_1B_ATTRIBUTES)),
+            bericht(without),
+        ]
+    )
+    refused = (
+        "TechnischProbleem",
+        "persoonlijke bijlage 1 is geen PDF/A: de XMP-metadata noemt geen pdfaid:part",
+    )
+    assert run(database, payload, organisation) == {
+        plain: refused if require else ("Verwerkt", None),
+        declared: ("Verwerkt", None),
+        without: ("Verwerkt", None),
+    }
+    assert stored(database, plain) == ((0, 0) if require else (1, 1))
+    assert pdfa_of(database, pdfs.pdfa_pdf(pdfs.XMP_PDFA_1B_ATTRIBUTES)) == "1B"
+
+
+# --- cost ----------------------------------------------------------------------------------------
+
+
+def test_each_distinct_content_is_checked_once_per_batch(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def counting(content: bytes) -> Any:
+        calls.append(len(content))
+        return check_pdf(content)
+
+    monkeypatch.setattr(berichtverwerk, "check_pdf", counting)
+    first, second, general = minimal_pdf(10_000), minimal_pdf(10_001), minimal_pdf(50_000)
+    letters = [
+        {**bericht(i, first, second), "algemene": [("folder@test", "Folder")]} for i in new_ids(50)
+    ]
+    codes = run(database, batch_xml(letters), general={"folder@test": general})
+    assert set(codes.values()) == {("Verwerkt", None)}
+    assert sorted(calls) == [10_000, 10_001, 50_000]
+
+
+# --- text read whole, and the one oversized Bericht ---------------------------------------------
+
+
+def test_a_comment_inside_onderwerp_or_berichttekst_is_stored_as_the_whole_text(
+    database: Database,
+) -> None:
+    (bericht_id,) = new_ids(1)
+    payload = batch_xml(
+        [{"BerichtID": bericht_id, "Onderwerp": "UwXbesluit", "BerichtTekst": "AXB"}]
+    )
+    payload = payload.replace(b"UwXbesluit", b"Uw<!---->besluit")
+    payload = payload.replace(b">AXB<", b">A<!-- -->B<")
+    assert run(database, payload) == {bericht_id: ("Verwerkt", None)}
+    with database.transaction() as session:
+        row = session.get(Bericht, bericht_id)
+        assert row is not None
+        assert (row.onderwerp, row.tekst) == ("Uwbesluit", "AB")
+
+
+def test_an_oversized_inline_bijlage_is_its_own_berichts_problem_not_the_batches(
+    database: Database,
+) -> None:
+    # 11 MB of PDF is about 14.7 MB of base64: past libxml2's own 10 MB text limit, still
+    # within the batch's; the parser must let it through for BerichtVerwerk to judge it.
+    big, good = new_ids(2)
+    payload = batch_xml([bericht(big, minimal_pdf(11_000_000)), bericht(good, minimal_pdf(400))])
+    assert run(database, payload) == {
+        big: ("BijlageTeGroot", "persoonlijke bijlagen samen groter dan 512000 bytes"),
+        good: ("Verwerkt", None),
+    }
+    assert stored(database, big) == (0, 0) and stored(database, good) == (1, 1)
