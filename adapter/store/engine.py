@@ -6,6 +6,8 @@ is how tests give every run its own schema.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # BEGIN IMMEDIATE ourselves instead (see _sqlite_begin).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    # Turning a new database file to WAL takes an exclusive lock, and SQLite answers a
+    # connection that races another's conversion with SQLITE_BUSY at once, without calling
+    # its busy handler (seen with processes starting together): retry as long as a busy
+    # statement would wait.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _sqlite_begin(connection: Any) -> None:
