@@ -31,8 +31,8 @@ from tests.abonnement_samples import (
     valid_bsns,
 )
 from tests.conftest import BELASTINGDIENST, GEMEENTE, STRIKT, Pki, Server
+from tests.ebms_helpers import BUSINESS_TABLES, Peer
 from tests.soap_helpers import verify_with_libxmlsec
-from tests.test_berichtverwerk import BUSINESS_TABLES, Peer
 
 RESULT = "GLOBE-R-A-Result"
 # accounts.example.csv: active and opted in for the Gemeente; active, not opted in; not

@@ -41,8 +41,8 @@ from tests.conftest import (
     postgres_schema,
     write_config,
 )
+from tests.ebms_helpers import cpa_id, send
 from tests.soap_helpers import aanvraag, post, receipt_text
-from tests.test_berichtverwerk import cpa_id, send
 
 GENESIS = "0" * 64
 SUBSCRIBED = "999993653"

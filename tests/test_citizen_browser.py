@@ -20,9 +20,9 @@ from sqlalchemy import text
 
 from tests.berichtverwerk_samples import batch_xml, minimal_pdf
 from tests.conftest import GEMEENTE, ROOT, STRIKT, Pki, Server
+from tests.ebms_helpers import send
 from tests.test_abonnementen import ask
 from tests.test_abonnementen import zeep_client as abonnementen_client
-from tests.test_berichtverwerk import send
 from tests.test_lopende_zaken import client_for, status, zaak
 
 CHROMIUM = Path("/usr/bin/chromium")

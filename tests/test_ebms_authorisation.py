@@ -24,8 +24,8 @@ from adapter.receipts import verify
 from tests.abonnement_samples import aanvraag_message, aanvraag_xml, post_aanvraag
 from tests.berichtverwerk_samples import batch_xml
 from tests.conftest import GEMEENTE, STRIKT, Pki, Server, running_server
+from tests.ebms_helpers import BUSINESS_TABLES, MIJNOVERHEID, cpa_id, send
 from tests.soap_helpers import verify_with_libxmlsec
-from tests.test_berichtverwerk import BUSINESS_TABLES, MIJNOVERHEID, cpa_id, send
 
 # Tables a refused message must leave untouched: business rows, duplicate elimination, outbox.
 UNTOUCHED = (*BUSINESS_TABLES, "ebms_messages", "outbox")

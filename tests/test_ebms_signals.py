@@ -30,8 +30,8 @@ from adapter.receipts import verify
 from adapter.xmltime import utc_millis
 from tests.berichtverwerk_samples import batch_xml
 from tests.conftest import BELASTINGDIENST, GEMEENTE, STRIKT, Pki, Server
+from tests.ebms_helpers import MIJNOVERHEID, Peer, cpa_id, send
 from tests.helpers import wait_until
-from tests.test_berichtverwerk import MIJNOVERHEID, Peer, cpa_id, send
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from adapter.kit.receiver import Reply
 from adapter.kit.sender import batch_request
 from tests.berichtverwerk_samples import batch_xml
 from tests.conftest import BELASTINGDIENST, GEMEENTE, Pki, Server, run_cli
+from tests.ebms_helpers import MIJNOVERHEID, Peer, cpa_id, send
 from tests.helpers import wait_until
-from tests.test_berichtverwerk import MIJNOVERHEID, Peer, cpa_id, send
 
 
 @pytest.fixture(scope="module")
