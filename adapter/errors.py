@@ -13,6 +13,11 @@ code that answers never asks what kind of error it holds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+_Entry = TypeVar("_Entry")
+
 
 class AdapterError(Exception):
     """Base class of everything the adapter refuses on purpose."""
@@ -82,6 +87,11 @@ class StoreUnavailable(Rejected):
 
 class StoreConflict(Rejected):
     """A concurrent transaction stored the same row first; running again sees it."""
+
+
+def translation(table: Mapping[type[Rejected], _Entry], error: Rejected) -> _Entry | None:
+    """A profile's entry for a neutral refusal: that of its class or the nearest base listed."""
+    return next((table[kind] for kind in type(error).__mro__ if kind in table), None)
 
 
 # --- the WUS profile -------------------------------------------------------------------------

@@ -65,6 +65,7 @@ from adapter.errors import (
     StoreUnavailable,
     UnknownParty,
     XmlRejected,
+    translation,
 )
 from adapter.metrics import ACCEPTED, record_request
 from adapter.party import Party
@@ -101,13 +102,13 @@ EBMS_ERRORS: Mapping[type[Rejected], tuple[type[EbmsError], str | None, str | No
 
 def as_ebms_error(error: Rejected) -> EbmsError:
     """The ErrorList error that tells an ebMS peer what a neutral refusal means."""
-    for kind in type(error).__mro__:
-        if kind in EBMS_ERRORS:
-            error_class, location, fixed = EBMS_ERRORS[kind]
-            mapped = error_class(fixed or error.reason, location)
-            mapped.http_headers = error.http_headers
-            return mapped
-    return OtherXml(error.reason)
+    entry = translation(EBMS_ERRORS, error)
+    if entry is None:
+        return OtherXml(error.reason)
+    error_class, location, fixed = entry
+    mapped = error_class(fixed or error.reason, location)
+    mapped.http_headers = error.http_headers
+    return mapped
 
 
 @dataclass(frozen=True)

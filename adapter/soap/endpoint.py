@@ -43,6 +43,7 @@ from adapter.errors import (
     UnknownParty,
     XmlNotUtf8,
     XmlTooComplex,
+    translation,
 )
 from adapter.metrics import ACCEPTED, record_request
 from adapter.party import Party
@@ -101,11 +102,11 @@ WUS_FAULTS: Mapping[type[Rejected], tuple[type[SoapFault], str | None]] = {
 
 def as_soap_fault(error: Rejected) -> SoapFault:
     """The SOAP fault that tells a WUS caller what a neutral refusal means."""
-    for kind in type(error).__mro__:
-        if kind in WUS_FAULTS:
-            fault_class, fixed = WUS_FAULTS[kind]
-            return fault_class(fixed or error.reason)
-    return ServiceUnavailable("interne fout")
+    entry = translation(WUS_FAULTS, error)
+    if entry is None:
+        return ServiceUnavailable("interne fout")
+    fault_class, fixed = entry
+    return fault_class(fixed or error.reason)
 
 
 @dataclass(frozen=True)

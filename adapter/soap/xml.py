@@ -9,12 +9,15 @@ depth, elements, text length): a first pass feeds libxml2 in chunks with a count
 builds nothing and stops the parse at the first limit passed; only a document that passes is
 parsed again into a tree. A hostile document is so refused before any tree exists, and nothing
 after the parser (XSD validation, the exclusive-c14n body hash of a receipt) ever sees one the
-limits refuse. The second pass costs a legitimate document a few per cent more.
+limits refuse. The counting pass is not free: it calls back into Python for every element,
+so parse_untrusted takes several times a bare tree parse (measured for a 1000-Bericht batch:
+7 ms against 1.5 ms; with two 10 KB PDFs per Bericht, 71 ms against 21 ms).
 Refusals are profile-neutral `XmlRejected` errors: each profile says what they mean to its peer.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,7 +25,13 @@ from typing import Any
 
 from lxml import etree
 
-from adapter.errors import ForbiddenMarkup, MalformedXml, XmlNotUtf8, XmlTooComplex
+from adapter.errors import (
+    ForbiddenMarkup,
+    MalformedXml,
+    SchemaViolation,
+    XmlNotUtf8,
+    XmlTooComplex,
+)
 
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
@@ -244,11 +253,6 @@ def iterparse_untrusted(
     `XmlLimits` are not applied: they bound the tree `parse_untrusted` builds, and none is
     kept here; the message size limit bounds the work.
     """
-    # Imported here to leave this module's shared header alone.
-    import io
-
-    from adapter.errors import SchemaViolation
-
     _check_bytes(data)
     options = {**_safe_options(huge=False), "remove_comments": True, "schema": schema}
     events = etree.iterparse(io.BytesIO(data), events=("end", "pi"), **options)

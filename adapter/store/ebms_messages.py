@@ -26,6 +26,8 @@ class StoredAnswer:
 class EbmsMessages:
     def __init__(self, session: Session) -> None:
         self.session = session
+        # Messages claimed in this transaction, so recording their answer needs no query.
+        self._claimed: dict[tuple[str, str], EbmsMessage] = {}
 
     def _find(self, from_oin: str, message_id: str) -> EbmsMessage | None:
         return self.session.scalars(
@@ -51,17 +53,17 @@ class EbmsMessages:
         received_at: datetime,
     ) -> None:
         """Record the message before any work is done; a concurrent copy fails here."""
-        self.session.add(
-            EbmsMessage(
-                from_oin=from_oin,
-                message_id=message_id,
-                cpa_id=cpa_id,
-                conversation_id=conversation_id,
-                action=action,
-                received_at=received_at,
-            )
+        claimed = EbmsMessage(
+            from_oin=from_oin,
+            message_id=message_id,
+            cpa_id=cpa_id,
+            conversation_id=conversation_id,
+            action=action,
+            received_at=received_at,
         )
+        self.session.add(claimed)
         self.session.flush()
+        self._claimed[(from_oin, message_id)] = claimed
 
     def record_answer(
         self,
@@ -70,7 +72,7 @@ class EbmsMessages:
         receipt_id: str,
         answer: StoredAnswer,
     ) -> None:
-        stored = self._find(from_oin, message_id)
+        stored = self._claimed.get((from_oin, message_id)) or self._find(from_oin, message_id)
         if stored is None:
             raise LookupError(f"ebMS message {message_id} of {from_oin} was not claimed")
         stored.receipt_id = receipt_id
