@@ -2,7 +2,7 @@
 
 Never on the mTLS port (gunicorn's TLS applies to all its binds). /ready says why not, so an
 operator or a load balancer sees the reason: the database, a certificate or CRL near its end,
-or a scheduler that stopped running its jobs.
+a stale CRL or a failed CRL refresh, or a scheduler that stopped running its jobs.
 """
 
 from __future__ import annotations
@@ -48,6 +48,24 @@ class Heartbeat:
         return time.monotonic() - self.last
 
 
+class CrlStatus:
+    """What the last CRL refresh (adapter.jobs.crl) could not do; /ready reports it until a
+    later refresh succeeds. Written by the scheduler's job thread, read by the admin's."""
+
+    def __init__(self) -> None:
+        self._problems: tuple[str, ...] = ()
+        self._lock = threading.Lock()
+
+    def report(self, problems: Iterable[str]) -> None:
+        with self._lock:
+            self._problems = tuple(problems)
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        with self._lock:
+            return self._problems
+
+
 def _certificates(config: Config) -> Iterator[tuple[str, x509.Certificate]]:
     tls = config.tls
     for name, path in (
@@ -69,7 +87,9 @@ def _crls(config: Config) -> Iterator[x509.CertificateRevocationList]:
         yield x509.load_pem_x509_crl(marker + chunk)
 
 
-def readiness(config: Config, database: Database, heartbeat: Heartbeat) -> list[str]:
+def readiness(
+    config: Config, database: Database, heartbeat: Heartbeat, crls: CrlStatus | None = None
+) -> list[str]:
     """Every reason the adapter is not ready; empty when it is."""
     problems = []
     try:
@@ -84,13 +104,21 @@ def readiness(config: Config, database: Database, heartbeat: Heartbeat) -> list[
                 problems.append(f"certificate {name} expires {cert.not_valid_after_utc:%Y-%m-%d}")
         for crl in _crls(config):
             issuer = crl.issuer.rfc4514_string()
+            # A CRL past its nextUpdate makes OpenSSL refuse every client of that CA.
+            if crl.next_update_utc is not None and crl.next_update_utc <= now:
+                problems.append(
+                    f"CRL of {issuer} is stale: nextUpdate {crl.next_update_utc:%Y-%m-%d %H:%M}"
+                    " UTC has passed"
+                )
             # CRLs are reissued every day or two: warn half a day ahead, not weeks.
-            if crl.next_update_utc is not None and crl.next_update_utc - now < CRL_MARGIN:
+            elif crl.next_update_utc is not None and crl.next_update_utc - now < CRL_MARGIN:
                 problems.append(
                     f"CRL of {issuer} runs out {crl.next_update_utc:%Y-%m-%d %H:%M} UTC"
                 )
     except (OSError, ValueError) as exc:
         problems.append(f"certificates unreadable: {exc}")
+    if crls is not None:
+        problems.extend(crls.problems)
     if heartbeat.age() > heartbeat.max_age_seconds:
         problems.append(f"scheduler idle for {heartbeat.age():.0f}s")
     return problems
@@ -127,7 +155,7 @@ class StateCollector:
 
 
 def admin_app(
-    config: Config, database: Database, heartbeat: Heartbeat
+    config: Config, database: Database, heartbeat: Heartbeat, crls: CrlStatus | None = None
 ) -> Callable[..., Iterable[bytes]]:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -139,7 +167,7 @@ def admin_app(
         if path == "/health":
             status, body, content_type = "200 OK", b'{"status":"alive"}\n', "application/json"
         elif path == "/ready":
-            problems = readiness(config, database, heartbeat)
+            problems = readiness(config, database, heartbeat, crls)
             status = "200 OK" if not problems else "503 Service Unavailable"
             body = (json.dumps({"ready": not problems, "problems": problems}) + "\n").encode()
             content_type = "application/json"
@@ -166,12 +194,14 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug(format, *args)
 
 
-def start_admin(config: Config, database: Database, heartbeat: Heartbeat) -> WSGIServer:
+def start_admin(
+    config: Config, database: Database, heartbeat: Heartbeat, crls: CrlStatus | None = None
+) -> WSGIServer:
     """Serve the admin endpoints in a background thread; returns the server to shut down."""
     server = make_server(
         config.admin.host,
         config.admin.port,
-        admin_app(config, database, heartbeat),
+        admin_app(config, database, heartbeat, crls),
         server_class=_Server,
         handler_class=_QuietHandler,
     )

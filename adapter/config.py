@@ -114,6 +114,13 @@ class ServerConfig:
     workers: int
     threads: int
     keepalive_seconds: int
+    # Deadlines and limits of the connection front (adapter.transport.front), per worker process.
+    handshake_timeout_seconds: float = 10.0
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 10.0
+    max_connections_per_address: int = 32
+    max_connections: int = 1000
+    max_worker_memory_mib: int = 1024  # a worker above this is replaced gracefully; 0: never
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,12 @@ class TlsConfig:
     intermediates: Path
     crl: Path | None
     openssl_conf: Path | None
+    # CRL refresh by the scheduler (adapter.jobs.crl): its interval, URLs beyond the
+    # distribution points of the configured certificates, and what one download may cost.
+    crl_refresh_hours: float = 4.0
+    crl_urls: tuple[str, ...] = ()
+    crl_fetch_timeout_seconds: float = 10.0
+    crl_max_bytes: int = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,8 @@ class Limits:
     max_xml_depth: int = 64
     max_xml_elements: int = 100_000
     max_xml_text_length: int = 100 * 1024 * 1024
+    # A WS-A MessageID used again within this many hours is a repeat (adapter.soap.replay).
+    replay_window_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -156,6 +171,28 @@ class EbmsConfig:
     # Messages (received and sent) and their payloads are purged this many days after their
     # CPA's PersistDuration; receipts and the audit chain never.
     purge_margin_days: int = 7
+
+
+BLOB_STORES = frozenset({"local", "s3"})
+S3_ADDRESSING = frozenset({"path", "virtual"})
+
+
+@dataclass(frozen=True)
+class BlobConfig:
+    """Where attachment contents go (adapter.store.blobs): a directory, or an S3 bucket that
+    several adapter nodes share."""
+
+    store: str  # "local" or "s3"
+    directory: Path  # the local store: `ebms.blob_dir`
+    bucket: str = ""
+    endpoint_url: str | None = None  # None: AWS itself
+    region: str | None = None
+    prefix: str = ""  # object names are prefix + SHA-256
+    addressing_style: str = "path"  # bucket in the path (most S3-compatible stores) or host
+    # The NAMES of the environment variables holding the key pair; None: boto3's own chain.
+    access_key_env: str | None = None
+    secret_key_env: str | None = None
+    timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -255,6 +292,7 @@ class Config:
         "files", Path("var/mail"), "localhost", 25, "none", None, None, "noreply@localhost", 30.0
     )
     notifications: NotificationsConfig = NotificationsConfig(60.0, 21, 60, 3600)
+    blobs: BlobConfig = BlobConfig("local", Path("var/blobs"))
 
 
 def _is_oin(value: str) -> bool:
@@ -327,6 +365,16 @@ def _positive(value: int) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+def _not_negative(value: int) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _crl_refresh_check(value: float) -> str | None:
+    # Digikoppeling wants revocation known within hours; a longer interval would let a
+    # revoked certificate in for longer than the CA itself allows.
+    return None if 0 < value <= 4 else "must be more than 0 and at most 4 (hours)"
+
+
 def _one_of(allowed: frozenset[str]) -> Callable[[str], str | None]:
     return lambda value: None if value in allowed else f"must be one of {sorted(allowed)}"
 
@@ -395,7 +443,7 @@ def _bericht_types(file: Path, section: _Section) -> tuple[BerichtType, ...]:
         found[code] = BerichtType(code, code)
     records = section.get("bericht_type", list, [])
     for index, table in enumerate(records):
-        record = _Section(file, f"{section.name}.bericht_type[{index}]", table)
+        record = _Section(file, f"{section.name}.bericht_type #{index + 1}", table)
         bericht_type = BerichtType(
             code=record.get("code", str, check=_code_check),
             omschrijving=record.get("omschrijving", str, check=_not_empty),
@@ -409,6 +457,14 @@ def _bericht_types(file: Path, section: _Section) -> tuple[BerichtType, ...]:
     return tuple(found.values())
 
 
+def _organisation_name(index: int, table: object) -> str:
+    """How an error names an [[organisation]] table: counted from 1 as a reader counts the
+    tables in the file, with its OIN when it has a valid one."""
+    oin = table.get("oin") if isinstance(table, dict) else None
+    known = f" ({oin})" if isinstance(oin, str) and _is_oin(oin) else ""
+    return f"organisation #{index + 1}{known}"
+
+
 def load_organisations(file: Path) -> Organisations:
     data = _read_toml(file)
     entries = data.pop("organisation", [])
@@ -419,7 +475,7 @@ def load_organisations(file: Path) -> Organisations:
     by_oin: dict[str, Organisation] = {}
     by_kvk: dict[str, Organisation] = {}
     for index, table in enumerate(entries):
-        section = _Section(file, f"organisation[{index}]", table)
+        section = _Section(file, _organisation_name(index, table), table)
         org = Organisation(
             oin=section.get("oin", str, check=_oin_check),
             name=section.get("name", str, check=lambda v: None if v.strip() else "is empty"),
@@ -500,6 +556,45 @@ def _tariff(file: Path, table: dict[str, Any] | None) -> Mapping[int, Decimal]:
     return dict(sorted(tariff.items()))
 
 
+def _blob_config(file: Path, blobs: _Section, directory: Path) -> BlobConfig:
+    """`[blobs]`: "local" keeps attachments in `ebms.blob_dir`; "s3" needs a bucket."""
+    store = blobs.get("store", str, "local", _one_of(BLOB_STORES))
+    if store == "local":
+        s3_keys = sorted(set(blobs.table) - {"store"})
+        if s3_keys:
+            raise ConfigError(file, f"blobs.{s3_keys[0]}", 'applies only to store = "s3"')
+        return BlobConfig("local", directory)
+    endpoint_url = blobs.get("endpoint_url", str, "", lambda v: _http_url_check(v) if v else None)
+    access_key_env = blobs.get("access_key_env", str, "") or None
+    secret_key_env = blobs.get("secret_key_env", str, "") or None
+    if (access_key_env is None) != (secret_key_env is None):
+        missing = "secret_key_env" if secret_key_env is None else "access_key_env"
+        raise ConfigError(file, f"blobs.{missing}", "name both key variables, or neither")
+    config = BlobConfig(
+        store=store,
+        directory=directory,
+        bucket=blobs.get("bucket", str, check=_bucket_check),
+        endpoint_url=endpoint_url.rstrip("/") or None,
+        region=blobs.get("region", str, "") or None,
+        prefix=blobs.get("prefix", str, ""),
+        addressing_style=blobs.get("addressing_style", str, "path", _one_of(S3_ADDRESSING)),
+        access_key_env=access_key_env,
+        secret_key_env=secret_key_env,
+        timeout_seconds=float(blobs.get("timeout_seconds", (int, float), 30, _positive)),
+    )
+    blobs.finish()
+    return config
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _bucket_check(value: str) -> str | None:
+    if _BUCKET.fullmatch(value) is None:
+        return "must be an S3 bucket name: 3-63 lower-case letters, digits, dots and hyphens"
+    return None
+
+
 def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate adapter.toml and the organisations file it names."""
     file = Path(file).resolve()
@@ -522,6 +617,14 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         workers=server.get("workers", int, 2, _positive),
         threads=server.get("threads", int, 4, _positive),
         keepalive_seconds=server.get("keepalive_seconds", int, 30, _positive),
+        handshake_timeout_seconds=server.get(
+            "handshake_timeout_seconds", (int, float), 10.0, _positive
+        ),
+        header_timeout_seconds=server.get("header_timeout_seconds", (int, float), 10.0, _positive),
+        body_timeout_seconds=server.get("body_timeout_seconds", (int, float), 10.0, _positive),
+        max_connections_per_address=server.get("max_connections_per_address", int, 32, _positive),
+        max_connections=server.get("max_connections", int, 1000, _positive),
+        max_worker_memory_mib=server.get("max_worker_memory_mib", int, 1024, _not_negative),
     )
     server.finish()
 
@@ -540,7 +643,16 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         intermediates=path(tls, "intermediates"),
         crl=base_dir / crl if crl else None,
         openssl_conf=base_dir / openssl_conf if openssl_conf else None,
+        crl_refresh_hours=tls.get("crl_refresh_hours", (int, float), 4.0, _crl_refresh_check),
+        crl_urls=tuple(sorted(tls.string_list("crl_urls", []))),
+        crl_fetch_timeout_seconds=tls.get(
+            "crl_fetch_timeout_seconds", (int, float), 10.0, _positive
+        ),
+        crl_max_bytes=tls.get("crl_max_bytes", int, 20 * 1024 * 1024, _positive),
     )
+    for url in tls_config.crl_urls:
+        if problem := _http_url_check(url):
+            raise ConfigError(file, "tls.crl_urls", f"{url!r}: {problem}")
     tls.finish()
 
     receipts = _Section(file, "receipts", top.get("receipts", dict))
@@ -572,6 +684,7 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         max_xml_text_length=limits.get(
             "max_xml_text_length", int, max_ebms_message_bytes, _positive
         ),
+        replay_window_hours=limits.get("replay_window_hours", int, 24, _positive),
     )
     limits.finish()
 
@@ -591,6 +704,9 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         ),
     )
     ebms.finish()
+    blobs_config = _blob_config(
+        file, _Section(file, "blobs", top.get("blobs", dict, {})), ebms_config.blob_dir
+    )
 
     usage = _Section(file, "usage", top.get("usage", dict, {}))
     if "price_per_unit_cents" in usage.table:
@@ -695,6 +811,7 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         citizen=citizen_config,
         mail=mail_config,
         notifications=notifications_config,
+        blobs=blobs_config,
     )
 
 

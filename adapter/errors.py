@@ -108,11 +108,21 @@ class SoapFault(AdapterError):
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message
-        super().__init__(message or self.faultstring)
+        super().__init__(message or self.summary)
+
+    @property
+    def summary(self) -> str:
+        """The Digikoppeling code and its fixed text, e.g. `0003 Invalide soapaction`."""
+        return f"{self.code} {self.text}" if self.code else self.text
 
     @property
     def faultstring(self) -> str:
-        return f"{self.code} {self.text}" if self.code else self.text
+        """What the Fault's faultstring says: the summary, followed by the reason when no
+        detail element carries it (SPEC Part C gives protocol faults none), so a caller
+        reads why in the fault itself and not only in the receipt."""
+        if self.message and self.detail_element is None:
+            return f"{self.summary}: {self.message}"
+        return self.summary
 
     @property
     def receipt_code(self) -> str:
@@ -121,8 +131,8 @@ class SoapFault(AdapterError):
 
     @property
     def reason(self) -> str:
-        """What the receipt and the log say: the faultstring plus the detail message."""
-        return f"{self.faultstring}: {self.message}" if self.message else self.faultstring
+        """What the receipt and the log say: the summary plus the reason."""
+        return f"{self.summary}: {self.message}" if self.message else self.summary
 
 
 class InvalidEnvelope(SoapFault):

@@ -8,9 +8,12 @@ they meet, each given only the part of the configuration it needs.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
+from datetime import timedelta
 
 from adapter.berichtenbox import abonnementen
 from adapter.berichtenbox import ebms_service as berichtenbox_ebms
@@ -27,7 +30,7 @@ from adapter.soap.endpoint import WusEndpoint, WusSettings
 from adapter.soap.schema import SchemaSet
 from adapter.soap.wus import WusService
 from adapter.soap.xml import XmlLimits
-from adapter.store.blobs import BlobStore
+from adapter.store.blobs import open_blob_store
 from adapter.store.db import Database
 from adapter.transport.app import Route, Router
 from adapter.transport.server import run_server
@@ -78,6 +81,7 @@ class AdapterApp(Router):
             config.receipts.receiver_oin,
             config.limits.max_request_bytes,
             limits,
+            timedelta(hours=config.limits.replay_window_hours),
         )
         routes = {}
         for service in wus_services(config):
@@ -93,6 +97,7 @@ class AdapterApp(Router):
             routes[service.path] = Route(
                 WusEndpoint(service, wus, database, signer, schemas),
                 contract.answer if contract is not None else None,
+                max_body_bytes=config.limits.max_request_bytes,
             )
         ebms = EbmsSettings(
             config.organisations,
@@ -108,7 +113,8 @@ class AdapterApp(Router):
                 signer,
                 schemas,
                 CpaStore.load(config.ebms.cpa_dir),
-            )
+            ),
+            max_body_bytes=config.limits.max_ebms_message_bytes,
         )
         super().__init__(routes)
 
@@ -121,13 +127,26 @@ def build_app(config: Config) -> AdapterApp:
         config.tls.intermediates,
         config.receipts.algorithm,
     )
-    database = Database(config.database_url, BlobStore(config.ebms.blob_dir))
+    database = Database(config.database_url, open_blob_store(config.blobs))
     return AdapterApp(config, database, signer)
 
 
 # Processes beside gunicorn, each started as `python -m MODULE CONFIG`: the scheduler (jobs
 # and the admin listener) and the citizen listener (plain HTTP, its own gunicorn).
 SIDE_PROCESSES = ("adapter.jobs.scheduler", "adapter.citizen.server")
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _end_with_parent() -> None:
+    """In a side process before it starts: SIGTERM when `serve` dies, even by SIGKILL.
+
+    Otherwise a killed master leaves the scheduler delivering and the citizen listener holding
+    its port, and the next `serve` cannot start. Linux only; elsewhere a no-op.
+    """
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def serve(config: Config) -> None:
@@ -139,7 +158,9 @@ def serve(config: Config) -> None:
     # Processes of their own (not multiprocessing: gunicorn's forked workers would inherit its
     # bookkeeping and try to join a process that is not their child when they exit).
     sides = [
-        subprocess.Popen([sys.executable, "-m", module, str(config.file)])
+        subprocess.Popen(
+            [sys.executable, "-m", module, str(config.file)], preexec_fn=_end_with_parent
+        )
         for module in SIDE_PROCESSES
     ]
     master = os.getpid()

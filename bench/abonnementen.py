@@ -6,7 +6,7 @@ Run: `.venv/bin/python bench/abonnementen.py [--seconds N] [--connections N]
 What it does, all on loopback and in a temporary directory that is removed afterwards:
 
 1. Builds a dev PKI (`init_dev_pki`, organisations from conf/organisations.toml), a config
-   (the test suite's `write_config`: 2 gunicorn gthread workers x 4 threads, ECDSA P-256
+   (the test suite's `write_config`: 2 gunicorn workers (asyncio front) x 4 threads, ECDSA P-256
    receipt key) and a database: SQLite in the temp dir, or a fresh schema in the PostgreSQL
    of DATABASE_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test) that is dropped
    at the end. Imports conf/accounts.example.csv with the CLI.
@@ -263,7 +263,7 @@ def report(figures: dict[str, Any]) -> str:
     meta = figures["setup"]
     bare, full = figures["sign"]["bare_ecdsa_p256"], figures["sign"]["full_receipt"]
     lines = [
-        "ValidateAbonnementen over mutual TLS (dk-adapter serve, gunicorn gthread)",
+        "ValidateAbonnementen over mutual TLS (dk-adapter serve)",
         f"  database {meta['database']}, server {meta['workers']} workers x "
         f"{meta['threads']} threads, load {meta['load']}, {meta['seconds']:g} s per scenario",
         f"  {meta['cpus']} CPUs shared by server and load generator, Python {meta['python']}, "

@@ -6,7 +6,7 @@ Run: `.venv/bin/python bench/abonnementen_bulk.py [--sizes 100000,1000000]
 Per size, all on loopback and in a temporary directory removed afterwards (a PostgreSQL
 schema of its own, dropped afterwards):
 
-1. A dev PKI, a config (the test suite's `write_config`: 2 gunicorn gthread workers x 4
+1. A dev PKI, a config (the test suite's `write_config`: 2 gunicorn workers (asyncio front) x 4
    threads), a database with the example accounts, and a fresh `dk-adapter serve`, so each
    size's peak RSS is its own.
 2. Accounts for half of the request's BSNs (active), half of those opted in for Gemeente

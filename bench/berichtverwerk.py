@@ -9,7 +9,8 @@ Run: `.venv/bin/python bench/berichtverwerk.py [--seconds N] [--connections N]
 What it does, all on loopback and in a temporary directory that is removed afterwards:
 
 1. Builds the dev PKI, config, database and server as bench/abonnementen.py does (bench._setup:
-   2 gunicorn gthread workers x 4 threads plus the scheduler process that delivers the outbox;
+   2 gunicorn workers (asyncio front) x 4 threads plus the scheduler process that delivers
+   the outbox;
    SQLite in the temp dir, or a fresh schema in the PostgreSQL of DATABASE_URL that is dropped
    at the end; `--database both` runs SQLite first, then PostgreSQL, each on its own server).
    The CPAs point the organisations' endpoint at a peer in this process: an
@@ -69,7 +70,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from multiprocessing.context import SpawnContext
 from pathlib import Path
@@ -431,6 +432,8 @@ class ScenarioResult:
     server_log: dict[str, int]  # problems the server logged during the scenario
     outbox_after: dict[str, int]  # outbox rows per action and status right after the scenario
     peer_results_after: int  # distinct results the peer had by then
+    # VmHWM of the server's processes right after the scenario (bench/run.py plots it)
+    server_peak_rss_kib_after: dict[str, int] = field(default_factory=dict)
 
 
 _LOG_PROBLEMS = (
@@ -605,7 +608,12 @@ def server_rss(server: RunningServer) -> dict[str, int]:
 
 
 def run_database(
-    kind: str, args: argparse.Namespace, context: SpawnContext, directory: Path, files: PkiFiles
+    kind: str,
+    args: argparse.Namespace,
+    context: SpawnContext,
+    directory: Path,
+    files: PkiFiles,
+    scenarios_to_run: tuple[Scenario, ...] = SCENARIOS,
 ) -> dict[str, Any]:
     gemeente = files.clients[GEMEENTE]
     client_cert = (str(gemeente.certificate), str(gemeente.private_key))
@@ -619,7 +627,7 @@ def run_database(
         running_server(server_dir, files, database_url, peer.receiver.port) as server,
     ):
         personal_stored = False
-        for scenario in SCENARIOS:
+        for scenario in scenarios_to_run:
             result = run_scenario(
                 context,
                 server,
@@ -634,7 +642,7 @@ def run_database(
                 args.seconds,
                 args.min_batches,
             )
-            scenarios.append(result)
+            scenarios.append(replace(result, server_peak_rss_kib_after=server_rss(server)))
             personal_stored = personal_stored or bool(
                 scenario.attachments and result.rows["bijlagen"]
             )
@@ -728,8 +736,7 @@ def report(run: dict[str, Any]) -> str:
     meta = run["setup"]
     scenarios = run["scenarios"]
     lines = [
-        "BerichtVerwerk (GLOBE-R-BV-Request, ebMS 2.0) over mutual TLS (dk-adapter serve, "
-        "gunicorn gthread)",
+        "BerichtVerwerk (GLOBE-R-BV-Request, ebMS 2.0) over mutual TLS (dk-adapter serve)",
         f"  database {meta['database']}, server {meta['workers']} workers x {meta['threads']} "
         f"threads + scheduler, load {meta['load']}",
         f"  {meta['seconds']:g} s per scenario, then on until {meta['min_batches']} timed batches "

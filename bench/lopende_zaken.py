@@ -7,7 +7,7 @@ Run: `.venv/bin/python bench/lopende_zaken.py [--seconds N] [--connections N] [-
 What it does, all on loopback and in a temporary directory that is removed afterwards:
 
 1. Builds the dev PKI, config, database and server as bench/abonnementen.py does (bench._setup:
-   2 gunicorn gthread workers x 4 threads; SQLite in the temp dir, or a fresh schema in the
+   2 gunicorn workers (asyncio front) x 4 threads; SQLite in the temp dir, or a fresh schema in the
    PostgreSQL of DATABASE_URL that is dropped at the end). Every request carries the client
    certificate of Gemeente Voorbeeldstad (00000099000000002000), which has the LopendeZaken
    grant.
@@ -419,7 +419,7 @@ def report(figures: dict[str, Any]) -> str:
     scenarios = figures["scenarios"]
     first = scenarios[0]
     lines = [
-        "Lopende Zaken status updates over mutual TLS (dk-adapter serve, gunicorn gthread)",
+        "Lopende Zaken status updates over mutual TLS (dk-adapter serve)",
         f"  database {meta['database']}, server {meta['workers']} workers x "
         f"{meta['threads']} threads, load {meta['load']}, {meta['seconds']:g} s per scenario",
         f"  {meta['cpus']} CPUs shared by server and load generator, Python {meta['python']}, "

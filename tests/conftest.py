@@ -1,6 +1,6 @@
 """Shared fixtures: one dev PKI per session, a real server per module and database kind.
 
-Every end-to-end test talks to `dk-adapter serve` (gunicorn, gthread, our TLS context) over
+Every end-to-end test talks to `dk-adapter serve` (gunicorn, our asyncio front and TLS context) over
 real mutual TLS on loopback, once with SQLite and once with PostgreSQL. PostgreSQL runs get
 a schema of their own that is dropped afterwards, so parallel runs never collide.
 """

@@ -252,14 +252,15 @@ def test_missing_or_wrong_ws_addressing_is_refused_where_2w_be_is_required(
     (code, text, _), _ = refused(
         server, pki, aanvraag([SUBSCRIBED], STRIKT, headers=headers), oin=STRIKT
     )
-    assert (code, text) == ("s:Client", faultstring)
+    assert code == "s:Client"
+    assert text.startswith(faultstring + ": ")  # followed by the reason
 
 
 def test_malformed_envelope_is_refused_with_0001(server: Server, pki: Pki) -> None:
     (code, text, _), document = refused(
         server, pki, b"<s:Envelope xmlns:s='" + SOAP.encode() + b"'><s:Body>"
     )
-    assert (code, text) == ("s:Client", "0001 Invalide soap envelope")
+    assert code == "s:Client" and text.startswith("0001 Invalide soap envelope: ")
     assert receipt_text(document, "a:Uitkomst/a:Geweigerd/a:Code") == "0001"
 
 
@@ -276,7 +277,7 @@ def test_envelopes_that_are_not_single_body_soap_11_are_refused(
     server: Server, pki: Pki, body: bytes
 ) -> None:
     (code, text, _), _ = refused(server, pki, body)
-    assert (code, text) == ("s:Client", "0001 Invalide soap envelope")
+    assert code == "s:Client" and text.startswith("0001 Invalide soap envelope: ")
 
 
 def test_doctype_and_entity_bomb_are_refused_before_parsing(server: Server, pki: Pki) -> None:
@@ -287,7 +288,7 @@ def test_doctype_and_entity_bomb_are_refused_before_parsing(server: Server, pki:
         + aanvraag([SUBSCRIBED], GEMEENTE).split(b"?>", 1)[1].replace(b"BESLUIT", b"&lol9;")
     )
     (code, text, _), document = refused(server, pki, bomb)
-    assert (code, text) == ("s:Client", "0001 Invalide soap envelope")
+    assert code == "s:Client" and text.startswith("0001 Invalide soap envelope: ")
     assert "DTD" in (receipt_text(document, "a:Uitkomst/a:Geweigerd/a:Reden") or "")
 
 
@@ -335,7 +336,7 @@ def test_markup_or_cost_past_the_parser_limits_is_refused_with_0001_before_hashi
     server: Server, pki: Pki, body: bytes, reason: str
 ) -> None:
     (code, text, _), document = refused(server, pki, body)
-    assert (code, text) == ("s:Client", "0001 Invalide soap envelope")
+    assert (code, text) == ("s:Client", f"0001 Invalide soap envelope: {reason}")
     assert receipt_text(document, "a:Uitkomst/a:Geweigerd/a:Reden") == (
         f"0001 Invalide soap envelope: {reason}"
     )
@@ -377,7 +378,7 @@ def test_a_valid_envelope_with_the_wrong_content_type_is_refused(
         timeout=30,
     )
     assert response.status_code == 500
-    assert fault_of(response)[:2] == ("s:Client", faultstring)
+    assert fault_of(response)[:2] == ("s:Client", f"{faultstring}: {reason}")
     document = etree.fromstring(response.content)
     assert receipt_text(document, "a:Uitkomst/a:Geweigerd/a:Reden") == f"{faultstring}: {reason}"
     assert server.count("receipts", "outcome = 'Geweigerd'") == before + 1
@@ -386,7 +387,7 @@ def test_a_valid_envelope_with_the_wrong_content_type_is_refused(
 def test_a_request_over_the_size_limit_is_refused_unread(server: Server, pki: Pki) -> None:
     padding = b"<!--" + b"x" * (4 * 1024 * 1024) + b"-->"
     (code, text, _), document = refused(server, pki, aanvraag([SUBSCRIBED], GEMEENTE) + padding)
-    assert (code, text) == ("s:Client", "0001 Invalide soap envelope")
+    assert code == "s:Client" and text.startswith("0001 Invalide soap envelope: ")
     assert "grens is 4194304" in (receipt_text(document, "a:Uitkomst/a:Geweigerd/a:Reden") or "")
 
 
@@ -394,7 +395,8 @@ def test_a_wrong_soapaction_is_refused_with_0003(server: Server, pki: Pki) -> No
     (code, text, _), _ = refused(
         server, pki, aanvraag([SUBSCRIBED], GEMEENTE), soap_action='"urn:iets-anders"'
     )
-    assert (code, text) == ("s:Client", "0003 Invalide soapaction")
+    assert code == "s:Client"
+    assert text.startswith("0003 Invalide soapaction: ")  # followed by the accepted values
 
 
 def test_a_payload_failing_the_xsd_is_refused_with_0004_naming_the_element(
@@ -419,7 +421,8 @@ def test_trusted_certificate_without_a_configured_oin_gets_0002_and_no_receipt(
     cert = getattr(pki, who).pair
     response = post(f"{server.url}/abonnementen", aanvraag([SUBSCRIBED], GEMEENTE), cert, pki.root)
     assert response.status_code == 500
-    assert fault_of(response)[:2] == ("s:Client", "0002 Niet geautoriseerd")
+    code, text, _ = fault_of(response)
+    assert code == "s:Client" and text.startswith("0002 Niet geautoriseerd: ")
     assert receipt_element(etree.fromstring(response.content)) is None
     assert b"isBerichtSturen" not in response.content
     assert server.count("receipts") == receipts

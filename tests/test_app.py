@@ -98,7 +98,7 @@ def test_utf16_request_is_refused_with_0009(app: AdapterApp, pki: Pki) -> None:
     body = aanvraag(["999993653"], GEMEENTE).decode().replace("utf-8", "utf-16").encode("utf-16")
     status, _, answer = call(app, der_of(pki.clients[GEMEENTE].certificate), body)
     assert status.startswith("500")
-    assert faultstring(answer) == "0009 Niet volgens UTF"
+    assert faultstring(answer).startswith("0009 Niet volgens UTF: ")
 
 
 def test_a_must_understand_header_we_do_not_process_is_refused(app: AdapterApp, pki: Pki) -> None:
@@ -111,7 +111,9 @@ def test_a_must_understand_header_we_do_not_process_is_refused(app: AdapterApp, 
     fault = etree.fromstring(answer).find(f"{{{SOAP}}}Body/{{{SOAP}}}Fault")
     assert status.startswith("500")
     assert fault.findtext("faultcode") == "s:MustUnderstand"
-    assert fault.findtext("faultstring") == "0010 Headers anders dan WSA-headers"
+    assert (fault.findtext("faultstring") or "").startswith(
+        "0010 Headers anders dan WSA-headers: Security ("
+    )
 
 
 def test_an_organisation_not_granted_the_service_is_refused_with_a_receipt(
@@ -121,7 +123,7 @@ def test_an_organisation_not_granted_the_service_is_refused_with_a_receipt(
         app, der_of(pki.unknown_oin.certificate), aanvraag(["999993653"], UNKNOWN_OIN)
     )
     assert status.startswith("500")
-    assert faultstring(answer) == "0002 Niet geautoriseerd"
+    assert faultstring(answer).startswith("0002 Niet geautoriseerd: ")
     document = etree.fromstring(answer)
     verify_with_libxmlsec(document, pki.root)
     assert verify(document, pki.root).receipt.outcome.code == "0002"
@@ -130,7 +132,7 @@ def test_an_organisation_not_granted_the_service_is_refused_with_a_receipt(
 def test_no_client_certificate_gets_0002_without_receipt(app: AdapterApp) -> None:
     status, _, answer = call(app, None, aanvraag(["999993653"], GEMEENTE))
     assert status.startswith("500")
-    assert faultstring(answer) == "0002 Niet geautoriseerd"
+    assert faultstring(answer) == "0002 Niet geautoriseerd: geen clientcertificaat"
     assert receipt_element(etree.fromstring(answer)) is None
 
 
@@ -138,14 +140,14 @@ def test_a_request_without_content_type_is_refused_with_0001(app: AdapterApp, pk
     cert = der_of(pki.clients[GEMEENTE].certificate)
     status, _, answer = call(app, cert, aanvraag(["999993653"], GEMEENTE), content_type=None)
     assert status.startswith("500")
-    assert faultstring(answer) == "0001 Invalide soap envelope"
+    assert faultstring(answer).startswith("0001 Invalide soap envelope: ")
     reason = verify(etree.fromstring(answer), pki.root).receipt.outcome.reason
     assert reason == "0001 Invalide soap envelope: Content-Type ontbreekt; SOAP 1.1 vraagt text/xml"
 
 
 def test_an_empty_body_is_refused_with_0001(app: AdapterApp, pki: Pki) -> None:
     _, _, answer = call(app, der_of(pki.clients[GEMEENTE].certificate), b"")
-    assert faultstring(answer) == "0001 Invalide soap envelope"
+    assert faultstring(answer).startswith("0001 Invalide soap envelope: ")
 
 
 def test_unknown_paths_and_methods_get_plain_http_errors(app: AdapterApp, pki: Pki) -> None:
@@ -188,7 +190,7 @@ def test_the_configured_xml_limits_reach_the_endpoint(
     cert = der_of(pki.clients[GEMEENTE].certificate)
     status, _, answer = call(strict, cert, aanvraag(["999993653"], GEMEENTE))
     assert status.startswith("500")
-    assert faultstring(answer) == "0001 Invalide soap envelope"
+    assert faultstring(answer).startswith("0001 Invalide soap envelope: ")
     assert (
         "dieper genest dan 4" in verify(etree.fromstring(answer), pki.root).receipt.outcome.reason
     )

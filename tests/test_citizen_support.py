@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from adapter.config import Config, load_config
-from adapter.store.blobs import BlobStore
+from adapter.store.blobs import LocalBlobStore
 from adapter.store.db import Database
 from adapter.store.models import (
     Account,
@@ -98,8 +98,8 @@ class World:
     database: Database
 
     @property
-    def blobs(self) -> BlobStore:
-        return BlobStore(self.config.ebms.blob_dir)
+    def blobs(self) -> LocalBlobStore:
+        return LocalBlobStore(self.config.ebms.blob_dir)
 
     def citizens(self) -> None:
         now = datetime(2026, 1, 1, tzinfo=UTC)

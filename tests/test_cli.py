@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 from sqlalchemy import create_engine, text
 
+from adapter.cli import build_parser
 from adapter.config import load_config
 from adapter.lopende_zaken.zaken import StatusMelding, ZaakMelding, zaak_aanleveren
+from adapter.pki.identity import read_identity
 from adapter.receipts import Outcome, Receipt
 from adapter.store.db import Database
 from adapter.store.zaken import Zaken
@@ -147,6 +154,167 @@ def test_pki_init_writes_a_hierarchy_once(tmp_path: Path, config: Path, database
     assert if_missing.returncode == 0 and "already present" in if_missing.stdout
 
 
+def test_pki_init_refuses_to_replace_a_hierarchy_naming_the_options_that_would(
+    tmp_path: Path, config: Path, database_url: str
+) -> None:
+    organisations = ("--organisations", str(CONF / "organisations.toml"))
+    target = str(tmp_path / "certs")
+    first = run_cli(
+        "pki", "init", "--dir", target, *organisations, config=config, database_url=database_url
+    )
+    assert first.returncode == 0, first.stderr
+    again = run_cli(
+        "pki", "init", "--dir", target, *organisations, config=config, database_url=database_url
+    )
+    assert again.returncode == 2
+    assert "dk-adapter pki init --force" in again.stderr
+    assert "dk-adapter pki issue --oin OIN" in again.stderr
+    assert "overwrite=True" not in again.stderr and "Traceback" not in again.stderr
+
+
+def openssl_verify(root: Path, chain: Path, certificate: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["openssl", "verify", "-CAfile", str(root), "-untrusted", str(chain), str(certificate)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_pki_issue_adds_a_client_certificate_for_a_newly_configured_organisation(
+    tmp_path: Path, config: Path, database_url: str
+) -> None:
+    one = tmp_path / "one.toml"
+    one.write_text(f'[[organisation]]\noin = "{GEMEENTE}"\nname = "Gemeente Voorbeeldstad"\n')
+    target = tmp_path / "certs"
+    init = run_cli(
+        "pki",
+        "init",
+        "--dir",
+        str(target),
+        "--organisations",
+        str(one),
+        config=config,
+        database_url=database_url,
+    )
+    assert init.returncode == 0, init.stderr
+    untouched = {f.name: f.read_bytes() for f in target.iterdir() if f.is_file()}
+    gemeente = (target / "clients" / f"{GEMEENTE}.pem").read_bytes()
+    new_oin = "00000099000000004000"
+    two = tmp_path / "two.toml"
+    two.write_text(
+        one.read_text()
+        + f'[[organisation]]\noin = "{new_oin}"\nname = "Waterschap Nieuw"\nkvk = "87654321"\n'
+    )
+
+    issued = run_cli(
+        "pki",
+        "issue",
+        "--oin",
+        new_oin,
+        "--dir",
+        str(target),
+        "--organisations",
+        str(two),
+        config=config,
+        database_url=database_url,
+    )
+
+    assert issued.returncode == 0, issued.stderr
+    assert f"client certificate for {new_oin} (Waterschap Nieuw) issued" in issued.stdout
+    for suffix in (".pem", ".key", ".p12"):
+        assert (target / "clients" / f"{new_oin}{suffix}").is_file()
+    assert oct((target / "clients" / f"{new_oin}.key").stat().st_mode & 0o777) == "0o600"
+    # The hierarchy and the other organisation's certificate are as they were.
+    assert {f.name: f.read_bytes() for f in target.iterdir() if f.is_file()} == untouched
+    assert (target / "clients" / f"{GEMEENTE}.pem").read_bytes() == gemeente
+    certificate = target / "clients" / f"{new_oin}.pem"
+    checked = openssl_verify(target / "root-ca.pem", target / "chain.pem", certificate)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    leaf = x509.load_pem_x509_certificates(certificate.read_bytes())[0]
+    assert read_identity(leaf.public_bytes(Encoding.DER)).oin == new_oin
+
+    again = run_cli(
+        "pki",
+        "issue",
+        "--oin",
+        new_oin,
+        "--dir",
+        str(target),
+        "--organisations",
+        str(two),
+        config=config,
+        database_url=database_url,
+    )
+    assert again.returncode == 2 and "--force" in again.stderr
+    unknown = run_cli(
+        "pki",
+        "issue",
+        "--oin",
+        "00000099000000005000",
+        "--dir",
+        str(target),
+        "--organisations",
+        str(two),
+        config=config,
+        database_url=database_url,
+    )
+    assert unknown.returncode == 2
+    assert f"00000099000000005000 is not an organisation in {two}" in unknown.stderr
+
+
+def test_check_config_names_a_bad_organisation_by_its_place_from_one_and_its_oin(
+    config: Path, database_url: str, tmp_path: Path
+) -> None:
+    organisations = tmp_path / "organisations.toml"
+    organisations.write_text(
+        (CONF / "organisations.toml").read_text()
+        + '[[organisation]]\noin = "00000099000000004000"\nname = "Nieuw"\nservices = ["Fax"]\n'
+    )
+    broken = tmp_path / "adapter.toml"
+    text_of_config = config.read_text()
+    old_file = text_of_config.split("organisations = ")[1].split("\n")[0]
+    broken.write_text(text_of_config.replace(old_file, f'"{organisations}"'))
+    done = run_cli("check-config", config=broken, database_url=database_url)
+    assert done.returncode == 2
+    assert f"{organisations}: organisation #4 (00000099000000004000).services: 'Fax'" in (
+        done.stderr
+    )
+
+
+def test_every_command_and_option_has_help_and_the_top_level_help_names_every_command() -> None:
+    parser = build_parser()
+    missing: list[str] = []
+
+    def walk(command: argparse.ArgumentParser, path: str) -> None:
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {choice.dest: choice.help for choice in action._choices_actions}
+                shown = command.format_help()
+                for name, sub in action.choices.items():
+                    if not helps.get(name):
+                        missing.append(f"{path} {name}")
+                    elif name not in shown:
+                        missing.append(f"{path} {name} (not in the help of {path})")
+                    walk(sub, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(parser, "dk-adapter")
+    assert missing == []
+    top = subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in commands.choices:
+        assert f"\n    {name} " in top or f"\n    {name}\n" in top, name
+
+
 def signed_receipt_file(config: Path, tmp_path: Path) -> Path:
     app = build_app(load_config(config, environ={}))
     receipt = Receipt(
@@ -186,14 +354,24 @@ def test_verify_receipt_refuses_an_altered_receipt(
     assert done.stdout.startswith("INVALID")
 
 
-def test_verify_receipt_refuses_a_file_that_is_not_xml_with_the_parser_reason(
-    config: Path, database_url: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"<Afleverbevestiging", "is not an XML document (geen well-formed XML: "),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "is not an XML document (geen well-formed XML: "),
+        ("<a/>".encode("utf-16"), "is not UTF-8 XML, as receipts and SOAP messages are"),
+        (b'<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>', "holds markup a receipt never has"),
+    ],
+    ids=["truncated", "pdf", "utf-16", "dtd"],
+)
+def test_verify_receipt_answers_a_file_that_is_no_readable_xml_with_a_plain_error(
+    config: Path, database_url: str, tmp_path: Path, content: bytes, says: str
 ) -> None:
     file = tmp_path / "receipt.xml"
-    file.write_bytes(b"<Afleverbevestiging")
+    file.write_bytes(content)
     done = run_cli("verify-receipt", str(file), config=config, database_url=database_url)
     assert done.returncode == 2
-    assert done.stderr.startswith("error: geen well-formed XML"), done.stderr
+    assert done.stderr.startswith(f"error: {file} {says}"), done.stderr
     assert "Traceback" not in done.stderr
 
 

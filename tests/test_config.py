@@ -91,89 +91,89 @@ def test_a_bad_adapter_value_names_file_key_and_reason(
 @pytest.mark.parametrize(
     ("organisations", "key", "reason"),
     [
-        ('[[organisation]]\nname = "X"', "organisation[0].oin", "is required"),
+        ('[[organisation]]\nname = "X"', "organisation #1.oin", "is required"),
         (
             '[[organisation]]\noin = "1234"\nname = "X"',
-            "organisation[0].oin",
+            "organisation #1.oin",
             "must be a 20-digit OIN",
         ),
         (
             '[[organisation]]\noin = "00000099000000002000"\nname = "X"\nservices = ["Fax"]',
-            "organisation[0].services",
+            "organisation #1 (00000099000000002000).services",
             "'Fax' is not one of",
         ),
         (
             '[[organisation]]\noin = "00000099000000002000"\nname = "X"\nwus_profile = "2W-be-SE"',
-            "organisation[0].wus_profile",
+            "organisation #1 (00000099000000002000).wus_profile",
             "must be one of",
         ),
         (
             '[[organisation]]\noin = "00000099000000002000"\nname = "X"\n'
             '[[organisation]]\noin = "00000099000000002000"\nname = "Y"',
-            "organisation[1].oin",
+            "organisation #2 (00000099000000002000).oin",
             "00000099000000002000 is listed twice",
         ),
         (
             '[[organisation]]\noin = "00000099000000002000"\nname = "X"\n'
             'bericht_types = ["TOOLONGCODE"]',
-            "organisation[0].bericht_types",
+            "organisation #1 (00000099000000002000).bericht_types",
             "'TOOLONGCODE' is not 1-8 characters",
         ),
         (
             '[[organisation]]\noin = "00000099000000002000"\nnaam = "X"',
-            "organisation[0].name",
+            "organisation #1 (00000099000000002000).name",
             "is required",
         ),
         ("[organisatie]", "organisatie", "unknown key"),
         (
             ORG + '[[organisation.bericht_type]]\ncode = "BESLUIT"\nomschrijving = "Besluit"\n'
             'link = "http://mijn.example/{referentie}"',
-            "organisation[0].bericht_type[0].link",
+            "organisation #1 (00000099000000002000).bericht_type #1.link",
             "must be an https:// URL",
         ),
         (
             ORG + '[[organisation.bericht_type]]\ncode = "BESLUIT"\nomschrijving = "Besluit"\n'
             'link = "https://mijn.example/{referentie}/{bsn}"',
-            "organisation[0].bericht_type[0].link",
+            "organisation #1 (00000099000000002000).bericht_type #1.link",
             "may hold no placeholder but {referentie}",
         ),
         (
             ORG + '[[organisation.bericht_type]]\ncode = "BESLUIT"\nomschrijving = "Besluit"\n'
             'link = "https://{referentie}.mijn.example/"',
-            "organisation[0].bericht_type[0].link",
+            "organisation #1 (00000099000000002000).bericht_type #1.link",
             "{referentie} may not be in the host name",
         ),
         (
             ORG + '[[organisation.bericht_type]]\ncode = "BESLUIT"\nomschrijving = "Besluit"\n'
             "actief = false",
-            "organisation[0].bericht_type[0].actief",
+            "organisation #1 (00000099000000002000).bericht_type #1.actief",
             "unknown key",
         ),
         (
             ORG + '[[organisation.bericht_type]]\ncode = "BESLUIT"',
-            "organisation[0].bericht_type[0].omschrijving",
+            "organisation #1 (00000099000000002000).bericht_type #1.omschrijving",
             "is required",
         ),
         (
             ORG + '[[organisation.bericht_type]]\ncode = "BESLUIT01"\nomschrijving = "Besluit"',
-            "organisation[0].bericht_type[0].code",
+            "organisation #1 (00000099000000002000).bericht_type #1.code",
             "'BESLUIT01' is not 1-8 characters",
         ),
         (
             ORG + 'bericht_types = ["BESLUIT"]\n'
             '[[organisation.bericht_type]]\ncode = "BESLUIT"\nomschrijving = "Besluit"',
-            "organisation[0].bericht_type[0].code",
+            "organisation #1 (00000099000000002000).bericht_type #1.code",
             "BESLUIT is listed twice",
         ),
         (
             ORG + '[[organisation.bericht_type]]\ncode = "ZAAK"\nomschrijving = "Zaak"\n'
             '[[organisation.bericht_type]]\ncode = "ZAAK"\nomschrijving = "Nog eens"',
-            "organisation[0].bericht_type[1].code",
+            "organisation #1 (00000099000000002000).bericht_type #2.code",
             "ZAAK is listed twice",
         ),
         (
             ORG + '[[organisation.bericht_types]]\ncode = "ZAAK"\nomschrijving = "Zaak"',
-            "organisation[0].bericht_types",
+            "organisation #1 (00000099000000002000).bericht_types",
             "lists codes only; records go in [[organisation.bericht_type]] tables",
         ),
     ],

@@ -40,6 +40,7 @@ PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False
 
 SCHEMA_FILES = [
     "lopende-zaken.xsd",
+    "lopende-zaken-with-deprecated.xsd",
     "stuf-zkn-zakLk01.xsd",
     "stuf-0301-subset.xsd",
     "stuf-bg-subset.xsd",
@@ -142,7 +143,7 @@ ZAAK_AFSLUITEN = f"""
 <lz:ZaakAfsluiten xmlns:lz="{LZ}">
   <lz:identificatie>190010457</lz:identificatie>
   <lz:einddatum>2026-02-27</lz:einddatum>
-  <lz:resultaat>Verleend</lz:resultaat>
+  <lz:resultaatOmschrijving>Verleend</lz:resultaatOmschrijving>
 </lz:ZaakAfsluiten>
 """
 
@@ -278,8 +279,51 @@ def test_a_valid_request_validates(lz_schema: etree.XMLSchema, request_xml: str)
     assert lz_schema.validate(xml(request_xml)), lz_schema.error_log
 
 
-def test_zaakafsluiten_without_resultaat_is_valid(lz_schema: etree.XMLSchema) -> None:
-    assert lz_schema.validate(remove(xml(ZAAK_AFSLUITEN), "lz:resultaat")), lz_schema.error_log
+def test_zaakafsluiten_without_resultaat_omschrijving_is_valid(lz_schema: etree.XMLSchema) -> None:
+    assert lz_schema.validate(remove(xml(ZAAK_AFSLUITEN), "lz:resultaatOmschrijving")), (
+        lz_schema.error_log
+    )
+
+
+def deprecated_zaak_afsluiten() -> etree._Element:
+    """ZaakAfsluiten as the first contract had it: resultaat, not resultaatOmschrijving."""
+    request = xml(ZAAK_AFSLUITEN)
+    one(request, "lz:resultaatOmschrijving").tag = f"{{{LZ}}}resultaat"
+    return request
+
+
+def test_the_published_schema_no_longer_has_the_deprecated_resultaat_of_zaakafsluiten(
+    lz_schema: etree.XMLSchema,
+) -> None:
+    assert not lz_schema.validate(deprecated_zaak_afsluiten())
+
+
+def test_the_schema_requests_are_validated_against_still_accepts_the_deprecated_name() -> None:
+    schema = load_schema("lopende-zaken-with-deprecated.xsd")
+    assert schema.validate(deprecated_zaak_afsluiten()), schema.error_log
+    assert schema.validate(xml(ZAAK_AFSLUITEN)), schema.error_log
+    for request_xml in (ZAAK_AANLEVEREN, STATUS_AANLEVEREN, ZAKEN_OPVRAGEN):
+        assert schema.validate(xml(request_xml)), schema.error_log
+
+
+def test_request_and_answer_of_an_operation_share_no_child_name_of_another_type() -> None:
+    """Wrapper-style generators (wsimport, wsdl2java) map the children of request and answer
+    to one method's parameters; a name in both must have one type (it becomes a Holder)."""
+    schema = etree.parse(str(XSD / "lopende-zaken.xsd"), PARSER).getroot()
+
+    def children(element_name: str) -> dict[str, str]:
+        element = one(schema, f"xs:element[@name='{element_name}']")
+        type_name = (element.get("type") or "").removeprefix("lz:")
+        holder = one(schema, f"xs:complexType[@name='{type_name}']") if type_name else element
+        return {
+            child.get("name"): child.get("type") or "anonymous"
+            for child in holder.iterfind(f".//{{{XS}}}sequence/{{{XS}}}element")
+        }
+
+    for operation in OPERATIONS:
+        request, answer = children(operation), children(f"{operation}Response")
+        clashes = {n for n in request.keys() & answer.keys() if request[n] != answer[n]}
+        assert not clashes, (operation, clashes)
 
 
 @pytest.mark.parametrize(

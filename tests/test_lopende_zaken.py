@@ -117,7 +117,7 @@ def test_a_closed_zaak_stays_visible_and_takes_no_new_status(
         zaak=zaak("Z-4", status=status("Ontvangen", "2026-01-10T09:00:00"))
     )
     closed = gemeente.service.ZaakAfsluiten(
-        identificatie="Z-4", einddatum=date(2026, 2, 10), resultaat="Verleend"
+        identificatie="Z-4", einddatum=date(2026, 2, 10), resultaatOmschrijving="Verleend"
     )
     assert closed.resultaat == "Afgesloten"
     assert (
@@ -135,6 +135,44 @@ def test_a_closed_zaak_stays_visible_and_takes_no_new_status(
             identificatie="Z-4", status=status("Heropend", "2026-03-01T09:00:00")
         )
     assert refused.value.message == "LZ005 Zaak is afgesloten"
+
+
+def zaak_afsluiten_envelope(identificatie: str, resultaat_elements: str) -> bytes:
+    return f"""<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+<ZaakAfsluiten xmlns="urn:mijnoverheid-adapter:lopende-zaken:1">
+<identificatie>{identificatie}</identificatie><einddatum>2026-02-10</einddatum>
+{resultaat_elements}</ZaakAfsluiten></s:Body></s:Envelope>""".encode()
+
+
+def test_zaakafsluiten_still_accepts_the_deprecated_name_resultaat(
+    gemeente: Client, server: Server, pki: Pki
+) -> None:
+    """Callers of the first contract keep working while they move to resultaatOmschrijving."""
+    gemeente.service.ZaakAanleveren(zaak=zaak("Z-OUD"))
+    body = zaak_afsluiten_envelope("Z-OUD", "<resultaat>Verleend</resultaat>")
+    response = post(f"{server.url}/lopende-zaken", body, pki.clients[GEMEENTE].pair, pki.root, '""')
+    assert response.status_code == 200, response.text
+    assert etree.fromstring(response.content).findtext(".//{*}resultaat") == "Afgesloten"
+    stored = opgevraagd(gemeente, "Z-OUD")
+    assert (stored.einddatum, stored.resultaat) == (date(2026, 2, 10), "Verleend")
+
+
+def test_zaakafsluiten_with_both_the_new_and_the_deprecated_name_is_refused(
+    gemeente: Client, server: Server, pki: Pki
+) -> None:
+    gemeente.service.ZaakAanleveren(zaak=zaak("Z-BEIDE"))
+    before = server.counts(*ZAAK_TABLES)
+    body = zaak_afsluiten_envelope(
+        "Z-BEIDE",
+        "<resultaatOmschrijving>Verleend</resultaatOmschrijving><resultaat>Geweigerd</resultaat>",
+    )
+    response = post(f"{server.url}/lopende-zaken", body, pki.clients[GEMEENTE].pair, pki.root, '""')
+    assert response.status_code == 500
+    fault = etree.fromstring(response.content)
+    assert fault.findtext(".//{*}ApplicationFault/{*}Code") == "LZ001"
+    assert "resultaatOmschrijving" in (fault.findtext(".//{*}ApplicationFault/{*}Message") or "")
+    assert server.counts(*ZAAK_TABLES) == before
+    assert opgevraagd(gemeente, "Z-BEIDE").einddatum is None
 
 
 def test_another_organisation_can_neither_see_nor_change_a_zaak(
@@ -200,7 +238,9 @@ def test_an_organisation_without_the_lopende_zaken_grant_is_refused(
     client, _ = client_for(server, pki, BELASTINGDIENST)
     with pytest.raises(Fault) as refused:
         client.service.ZakenOpvragen(bsn=BSN)
-    assert refused.value.message == "0002 Niet geautoriseerd"
+    assert refused.value.message == (
+        "0002 Niet geautoriseerd: Belastingdienst (test) is niet aangesloten op LopendeZaken"
+    )
 
 
 def raw_status(identificatie: str, omschrijving: str, moment: str) -> bytes:

@@ -127,6 +127,9 @@ def test_cpa_check_accepts_the_examples_and_names_what_is_wrong(
     ok = run_cli("cpa", "check", *examples, config=server.config, database_url=server.database_url)
     assert ok.returncode == 0, ok.stdout
     assert ok.stdout.count(": OK, CPAId") == 3
+    # Durations as the CPA writes them (ISO 8601), not as Python prints a timedelta.
+    assert "8 retries every PT3H, kept P1D" in ok.stdout
+    assert "day," not in ok.stdout and "3:00:00" not in ok.stdout
     broken = tmp_path / "broken.xml"
     broken.write_text(
         Path(examples[0])

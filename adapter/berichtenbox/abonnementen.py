@@ -6,6 +6,7 @@ and answers one Abonnement per Klant, in request order (SPEC Part B/C).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from lxml import etree
@@ -15,7 +16,7 @@ from adapter.config import Organisation, Organisations
 from adapter.errors import InvalidRequest
 from adapter.soap.wus import Call, Operation, WusService, message_detail
 from adapter.soap.xml import text_of
-from adapter.store.accounts import Accounts
+from adapter.store.accounts import Accounts, AccountStanding
 
 SVC = "http://schemas.rdw.nl/GEB/BerichtenboxValidatieService/2009/01"
 TYP = "http://schemas.rdw.nl/GEB/BerichtenboxValidatieService/Types/2009/01"
@@ -71,11 +72,36 @@ def read_aanvraag(
     keys = []
     for position, klant in enumerate(klanten, start=1):
         key = _text(klant, f"{{{SHR}}}Key")
-        if not key or not bsn_number.is_valid(key) or len(key) != 9:
+        # The length first: stdnum turns the digits into an int, refused past 4300 digits.
+        if not key or len(key) != 9 or not bsn_number.is_valid(key):
             # Only the position: a full BSN does not belong in a fault that may be logged.
             raise InvalidRequest(f"Klant {position}: Key is geen geldig BSN (elfproef)")
         keys.append(key)
     return Aanvraag(leverancier, type_code, tuple(keys))
+
+
+def why_not_receiving(bsn: str, standing: AccountStanding | None) -> str:
+    """Why an organisation may not send this BSN post (NietActiefOfGeabonneerd), in words a
+    leverancier can act on; never the BSN itself, since receipts and logs carry the reason."""
+    if len(bsn) != 9 or not bsn_number.is_valid(bsn):
+        return "GebruikerID is geen geldig BSN (elfproef)"
+    if standing is None:
+        return "bij dit BSN bestaat geen Berichtenbox"
+    if not standing.active:
+        return "de Berichtenbox van dit BSN is niet geactiveerd"
+    if not standing.subscribed:
+        return "de burger heeft geen abonnement op post van deze organisatie"
+    return "de burger mag geen post van deze organisatie ontvangen"
+
+
+def refusals(accounts: Accounts, bsns: Collection[str], oin: str, by_law: bool) -> dict[str, str]:
+    """For each of `bsns` that `oin` may not send post to: why (see `why_not_receiving`)."""
+    allowed = accounts.may_receive(bsns, oin, by_law)
+    refused = [bsn for bsn in bsns if not allowed.get(bsn, False)]
+    if not refused:
+        return {}
+    standings = accounts.standing(refused, oin)
+    return {bsn: why_not_receiving(bsn, standings.get(bsn)) for bsn in refused}
 
 
 def answer(accounts: Accounts, aanvraag: Aanvraag, by_law: bool) -> etree._Element:

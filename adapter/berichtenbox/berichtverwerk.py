@@ -8,6 +8,7 @@ receipt. One bad Bericht never rejects the others; what is accepted is stored co
 from __future__ import annotations
 
 import base64
+import binascii
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from enum import StrEnum
 
 from lxml import etree
 
+from adapter.berichtenbox.abonnementen import refusals
 from adapter.berichtenbox.pdf import PdfVerdict, check_pdf
 from adapter.config import Organisation
 from adapter.receipts import BerichtUitkomst, Outcome
@@ -208,7 +210,7 @@ def _judge(
     letter: _Letter,
     ctx: BatchContext,
     aanmaak: datetime,
-    allowed: Mapping[str, bool],
+    refused: Mapping[str, str],  # why, for each BSN the leverancier may not send post to
     taken: set[str],
 ) -> tuple[VerwerkingsCode, str | None]:
     info = _child(letter.element, f"{_L}BerichtInformatie")
@@ -232,8 +234,9 @@ def _judge(
             VerwerkingsCode.PUBLICATIEDATUM_TE_VER,
             "PublicatieDatum ligt meer dan 13 dagen in de toekomst",
         )
-    if not allowed.get((_text(info, f"{_L}GebruikerID") or "").strip(), False):
-        return VerwerkingsCode.NIET_ACTIEF_OF_GEABONNEERD, None
+    refusal = refused.get((_text(info, f"{_L}GebruikerID") or "").strip())
+    if refusal is not None:
+        return VerwerkingsCode.NIET_ACTIEF_OF_GEABONNEERD, refusal
     if sum(len(content) for _, _, content in letter.personal) > ctx.limits.personal_bytes:
         return (
             VerwerkingsCode.BIJLAGE_TE_GROOT,
@@ -289,21 +292,30 @@ def verwerk(repositories: Repositories, batch: etree._Element, ctx: BatchContext
     info = _child(batch, f"{_B}BatchInformatie")
     batch_id = (_text(info, f"{_B}BatchID") or "").lower()
     aanmaak = _moment(_text(info, f"{_B}AanmaakDatum")) or ctx.received_at
-    # The schema has checked the base64, and the ebMS layer every general attachment's cid.
-    letters = [
-        _read_letter(element, ctx.general_attachments) for element in batch.iterfind(f"{_L}Bericht")
-    ]
+    # The ebMS layer has resolved every general attachment's cid. The base64 is checked here:
+    # libxml2's base64Binary skips characters outside the alphabet, which XSD does not allow,
+    # so such an Inhoud fails the schema and with it the whole batch, as the schema would.
+    try:
+        letters = [
+            _read_letter(element, ctx.general_attachments)
+            for element in batch.iterfind(f"{_L}Bericht")
+        ]
+    except binascii.Error:
+        why = "een Inhoud is geen base64 (xs:base64Binary)"
+        return batch_failure(
+            batch_id, ctx.leverancier.oin, VerwerkingsCode.XML_ONGELDIG, why, ctx.received_at
+        )
     bsns = [
         (_text(lt.element, f"{_L}BerichtInformatie/{_L}GebruikerID") or "").strip()
         for lt in letters
     ]
-    allowed = repositories.accounts.may_receive(bsns, ctx.leverancier.oin, ctx.leverancier.by_law)
+    refused = refusals(repositories.accounts, bsns, ctx.leverancier.oin, ctx.leverancier.by_law)
     taken = repositories.berichten.existing_ids(lt.bericht_id for lt in letters)
     results = []
     accepted: list[NewBericht] = []
     bijlagen: list[NewBijlage] = []
     for letter, bsn in zip(letters, bsns, strict=True):
-        code, reden = _judge(letter, ctx, aanmaak, allowed, taken)
+        code, reden = _judge(letter, ctx, aanmaak, refused, taken)
         if code is VerwerkingsCode.VERWERKT:
             accepted.append(_new_bericht(letter, ctx, batch_id, bsn))
             bijlagen += _new_bijlagen(letter, ctx)

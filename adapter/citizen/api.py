@@ -26,7 +26,7 @@ from adapter.citizen.auth import LoginMethod
 from adapter.config import Config
 from adapter.logs import masked_bsn
 from adapter.store import citizen as store
-from adapter.store.blobs import BlobStore
+from adapter.store.blobs import open_blob_store
 from adapter.store.db import Database
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class CitizenApi:
         self.login = login
         self.hash_token = hash_token
         self.hardening = hardening
-        self.blobs = BlobStore(config.ebms.blob_dir)
+        self.blobs = open_blob_store(config.blobs)
         self.idle = timedelta(minutes=config.citizen.session_idle_minutes)
         p = PREFIX
         self.urls = Map(

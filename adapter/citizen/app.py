@@ -34,7 +34,7 @@ from adapter.citizen.auth import DevLogin, LoginMethod
 from adapter.config import Config
 from adapter.logs import masked_bsn
 from adapter.store import citizen as store
-from adapter.store.blobs import BlobStore
+from adapter.store.blobs import open_blob_store
 from adapter.store.db import Database
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class CitizenApp:
         if login is None and config.citizen.dev_login:
             login = DevLogin()
         self.login = login
-        self.blobs = BlobStore(config.ebms.blob_dir)
+        self.blobs = open_blob_store(config.blobs)
         self.secure = urlsplit(config.citizen.public_url).scheme == "https"
         self.idle = timedelta(minutes=config.citizen.session_idle_minutes)
         self.api = CitizenApi(
@@ -428,7 +428,7 @@ class CitizenApp:
 
         def remove_blobs() -> None:
             for digest in orphans:
-                self.blobs.path(digest).unlink(missing_ok=True)
+                self.blobs.delete(digest)
 
         visit.after_commit.append(remove_blobs)
         return redirect(f"/?map={store.BIN}")

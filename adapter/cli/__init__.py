@@ -1,4 +1,4 @@
-"""`dk-adapter`: serve, check configuration, build the dev PKI, import accounts, verify receipts.
+"""`dk-adapter`: serve, administer, and the organisation's side (send, send-zaak, verify-receipt).
 
 One module per command group registers its commands (`register(commands, config_loader)`);
 this module only builds the parser from them and turns the errors a command may raise into
@@ -19,6 +19,7 @@ from adapter.cli import (
     accounts,
     audit,
     check_config,
+    conformance,
     cpa,
     db,
     kit,
@@ -35,7 +36,8 @@ from adapter.errors import Rejected, SoapFault, StoreUnavailable
 
 DEFAULT_CONFIG = "conf/adapter.toml"
 DESCRIPTION = (
-    "`dk-adapter`: serve, check configuration, build the dev PKI, import accounts, verify receipts."
+    "The MijnOverheid Digikoppeling adapter: serve it, administer it, and play an "
+    "organisation's side against it. `dk-adapter COMMAND --help` explains each command."
 )
 
 # In the order `dk-adapter --help` lists them.
@@ -52,6 +54,7 @@ COMMAND_GROUPS = (
     usage,
     retention,
     messages,
+    conformance,
 )
 
 
@@ -66,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("DK_ADAPTER_CONFIG", DEFAULT_CONFIG),
         help="adapter.toml (default: $DK_ADAPTER_CONFIG or conf/adapter.toml)",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(
+        dest="command", required=True, title="commands", metavar="COMMAND"
+    )
     for group in COMMAND_GROUPS:
         group.register(commands, _config)
     return parser

@@ -48,6 +48,8 @@ def register(commands: Commands, config_loader: ConfigLoader) -> None:
     accounts = commands.add_parser("accounts", help="accounts and subscriptions")
     accounts_commands = accounts.add_subparsers(dest="accounts", required=True)
     load = accounts_commands.add_parser("import", help="load or update accounts from CSV")
-    load.add_argument("file")
+    load.add_argument(
+        "file", metavar="FILE.csv", help="bsn,active,email,subscriptions (OINs joined by ;)"
+    )
     load.add_argument("--quiet", action="store_true", help="no progress bar")
     load.set_defaults(func=lambda args: cmd_accounts_import(args, config_loader))

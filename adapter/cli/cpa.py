@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 from pathlib import Path
 
 from adapter.cli.base import Commands, ConfigLoader
+
+
+def iso_duration(value: timedelta) -> str:
+    """A duration as the CPA writes it (xs:duration, ISO 8601): P1D, PT3H, PT1M30S."""
+    if value < timedelta(0):
+        return "-" + iso_duration(-value)
+    hours, rest = divmod(value.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    fraction = f"{seconds + value.microseconds / 1_000_000:.6f}".rstrip("0").rstrip(".")
+    time = "".join(
+        f"{amount}{unit}"
+        for amount, unit in ((hours, "H"), (minutes, "M"), (fraction, "S"))
+        if amount not in (0, "0")
+    )
+    day = f"{value.days}D" if value.days else ""
+    if not day and not time:
+        return "PT0S"
+    return f"P{day}" + (f"T{time}" if time else "")
 
 
 def cmd_cpa_check(args: argparse.Namespace) -> int:
@@ -26,8 +45,8 @@ def cmd_cpa_check(args: argparse.Namespace) -> int:
             print(
                 f"  {party.oin} ({party.role}) sends {', '.join(sorted(party.can_send)) or '-'}; "
                 f"receives at {party.endpoint}, syncReplyMode {party.sync_reply_mode}, "
-                f"{party.retries} retries every {party.retry_interval}, "
-                f"kept {party.persist_duration}"
+                f"{party.retries} retries every {iso_duration(party.retry_interval)}, "
+                f"kept {iso_duration(party.persist_duration)}"
             )
     return 1 if failed else 0
 
@@ -38,5 +57,5 @@ def register(commands: Commands, config_loader: ConfigLoader) -> None:
     cpa_check = cpa.add_subparsers(dest="cpa", required=True).add_parser(
         "check", help="validate CPA files and say what is wrong"
     )
-    cpa_check.add_argument("files", nargs="+")
+    cpa_check.add_argument("files", nargs="+", metavar="FILE", help="CPA XML files")
     cpa_check.set_defaults(func=cmd_cpa_check)

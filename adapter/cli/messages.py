@@ -297,11 +297,11 @@ def register(commands: Commands, config_loader: ConfigLoader) -> None:
     listing.set_defaults(func=lambda args: cmd_list(args, config_loader))
 
     show = sub.add_parser("show", help="headers, receipt and delivery attempts of a message")
-    show.add_argument("message_id")
+    show.add_argument("message_id", help="the ebMS MessageId, as messages list shows it")
     show.set_defaults(func=lambda args: cmd_show(args, config_loader))
 
     resend = sub.add_parser("resend", help="queue a failed outbound message again")
-    resend.add_argument("message_id")
+    resend.add_argument("message_id", help="MessageId of a failed outbound message")
     resend.set_defaults(func=lambda args: cmd_resend(args, config_loader))
 
     purge = sub.add_parser(

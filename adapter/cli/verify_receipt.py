@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lxml import etree
 
 from adapter.cli.base import Commands, ConfigLoader
+from adapter.errors import ForbiddenMarkup, MalformedXml, XmlNotUtf8, XmlRejected
+
+
+def _unreadable(file: str, error: XmlRejected) -> str:
+    """Why FILE cannot hold a receipt, in the CLI's words rather than the parser's, which
+    speaks to a SOAP peer."""
+    if isinstance(error, MalformedXml):
+        return f"{file} is not an XML document ({error.reason})"
+    if isinstance(error, XmlNotUtf8):
+        return f"{file} is not UTF-8 XML, as receipts and SOAP messages are ({error.reason})"
+    if isinstance(error, ForbiddenMarkup):
+        return f"{file} holds markup a receipt never has, so it is not read ({error.reason})"
+    return f"{file} cannot be read as a receipt ({error.reason})"
 
 
 def cmd_verify_receipt(args: argparse.Namespace, config_loader: ConfigLoader) -> int:
@@ -16,7 +30,12 @@ def cmd_verify_receipt(args: argparse.Namespace, config_loader: ConfigLoader) ->
 
     trusted = Path(args.trusted_pem) if args.trusted_pem else config_loader(args).tls.trust_anchors
     try:
-        verified = verify(parse_untrusted(Path(args.file).read_bytes()), trusted)
+        document = parse_untrusted(Path(args.file).read_bytes())
+    except XmlRejected as exc:
+        print(f"error: {_unreadable(args.file, exc)}", file=sys.stderr)
+        return 2
+    try:
+        verified = verify(document, trusted)
     except ReceiptInvalid as exc:
         print(f"INVALID: {exc}")
         return 1
@@ -43,7 +62,10 @@ def cmd_verify_receipt(args: argparse.Namespace, config_loader: ConfigLoader) ->
 
 
 def register(commands: Commands, config_loader: ConfigLoader) -> None:
-    check = commands.add_parser("verify-receipt", help="verify a signed Afleverbevestiging")
+    check = commands.add_parser(
+        "verify-receipt",
+        help="verify a signed Afleverbevestiging and say what it proves",
+    )
     check.add_argument("file", help="a SOAP response or a stand-alone receipt")
     check.add_argument("--trusted-pem", help="root certificate (default: tls.trust_anchors)")
     check.add_argument("--show", action="store_true", help="print the verified receipt XML")

@@ -189,12 +189,15 @@ class EbmsEndpoint:
         return answer
 
     def _handle(self, environ: dict[str, Any], progress: _Progress) -> HttpResult:
-        data = read_body(environ, self.settings.max_message_bytes, drain=False)
+        data = read_body(environ, self.settings.max_message_bytes)
         progress.body_hash = raw_hash(data)
-        soap_action = (environ.get("HTTP_SOAPACTION") or "").strip().strip('"')
-        if soap_action != SOAP_ACTION:
+        soap_action_header = environ.get("HTTP_SOAPACTION")
+        if (soap_action_header or "").strip().strip('"') != SOAP_ACTION:
+            found = (
+                "ontbreekt" if soap_action_header is None else f"is {soap_action_header.strip()}"
+            )
             raise OtherXml(
-                f"SOAPAction moet {SOAP_ACTION} zijn, niet {soap_action!r}", "SOAPAction"
+                f'de HTTP-header SOAPAction {found}; ebMS vereist "{SOAP_ACTION}"', "SOAPAction"
             )
         package = parse_package(environ.get("CONTENT_TYPE", ""), data)
         progress.part_hashes = tuple(

@@ -93,6 +93,20 @@ def read_header(envelope: etree._Element) -> MessageHeader:
     body = envelope.find(f"{_S}Body")
     if header is None or body is None:
         raise OtherXml("SOAP Header en Body zijn verplicht in ebMS", location="/Envelope")
+    if len(envelope.findall(f"{_S}Header")) > 1 or len(envelope.findall(f"{_S}Body")) > 1:
+        # SOAP 1.1 section 4: one of each; a second Body would be a second, unread message.
+        raise OtherXml("een Envelope bevat precies één Header en één Body", location="/Envelope")
+    for block in header:
+        # SOAP 1.1 section 4.2.3: a block we must understand but do not process is refused.
+        if not isinstance(block.tag, str) or block.get(f"{_S}mustUnderstand") not in ("1", "true"):
+            continue
+        name = etree.QName(block)
+        if name.namespace != EB:
+            raise NotSupported(
+                f"header {name.localname} ({name.namespace}) met mustUnderstand"
+                " wordt niet verwerkt",
+                location=f"//Header/{name.localname}",
+            )
     message_header = _one(header, "eb:MessageHeader", "//Header/MessageHeader")
     if message_header.get(f"{_E}version") != "2.0":
         raise NotSupported("alleen ebMS versie 2.0", location="//Header/MessageHeader/@version")

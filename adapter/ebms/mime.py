@@ -7,7 +7,8 @@ package (RFC 2387) whose first part, or the part named by `start`, is the SOAP e
 
 `parse_package` splits a received body strictly per RFC 2046 section 5.1.1 with `bytes.find`
 (linear time, each part's bytes copied once), tolerating bare LF line endings. Every packaging
-problem is a `MimeProblem`, which the ebMS layer answers with an ErrorList. `build_package`
+problem is a `MimeProblem`, which the ebMS layer answers with an ErrorList; a SOAP part declaring
+a charset other than UTF-8 is `XmlNotUtf8`, as the parser would call its XML. `build_package`
 writes outbound packages: CRLF line endings, binary transfer, a random boundary that occurs in
 no part.
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import quote, unquote
 
-from adapter.errors import MimeProblem
+from adapter.errors import MimeProblem, XmlNotUtf8
 
 SOAP_MEDIA_TYPE = "text/xml"
 SOAP_CONTENT_TYPE = "text/xml; charset=UTF-8"
@@ -91,7 +92,8 @@ class Package:
         part = self._index.get(wanted)
         if part is None:
             raise MimeProblem(
-                f"MIME reference {url} cannot be resolved: no attachment has Content-ID <{wanted}>",
+                f"MIME reference {_shown(url)} cannot be resolved: "
+                f"no attachment has Content-ID <{_shown(wanted)}>",
                 location=url,
             )
         return part
@@ -153,6 +155,7 @@ def parse_package(
     media_type, params = parse_content_type(header)
     if media_type == SOAP_MEDIA_TYPE:
         soap = Part(None, media_type, MappingProxyType(params), {"content-type": header}, body)
+        _check_charset(soap)
         return Package(soap, ())
     if media_type != "multipart/related":
         raise MimeProblem(
@@ -180,7 +183,7 @@ def parse_package(
         if part.content_id is not None:
             if part.content_id in seen:
                 raise MimeProblem(
-                    f"Content-ID <{part.content_id}> occurs on more than one MIME part",
+                    f"Content-ID <{_shown(part.content_id)}> occurs on more than one MIME part",
                     location=cid_url(part.content_id),
                 )
             seen.add(part.content_id)
@@ -193,7 +196,7 @@ def parse_package(
         found = [i for i, part in enumerate(parts) if part.content_id == wanted]
         if not found:
             raise MimeProblem(
-                f"start parameter names <{wanted}>, but no MIME part has that Content-ID",
+                f"start parameter names <{_shown(wanted)}>, but no MIME part has that Content-ID",
                 location=cid_url(wanted),
             )
         soap_index = found[0]
@@ -203,7 +206,18 @@ def parse_package(
             f"the SOAP part (MIME part {soap_index + 1}) is {soap.content_type}, not text/xml",
             location=cid_url(soap.content_id) if soap.content_id else None,
         )
+    _check_charset(soap)
     return Package(soap, tuple(parts[:soap_index] + parts[soap_index + 1 :]))
+
+
+def _check_charset(soap: Part) -> None:
+    """Digikoppeling allows UTF-8 only: a SOAP part declaring another charset is refused as
+    the XML it is (XmlNotUtf8), whatever its bytes turn out to be."""
+    charset = soap.params.get("charset")
+    if charset is not None and charset.strip().lower() not in ("utf-8", "utf8"):
+        raise XmlNotUtf8(
+            f"charset {_shown(charset)} van het SOAP-deel is niet toegestaan, alleen UTF-8"
+        )
 
 
 def _delimiter_kind(body: bytes, after: int) -> int:
@@ -329,7 +343,9 @@ def _read_part(body: bytes, start: int, end: int, number: int) -> Part:
     data = body[body_start:end]
     if encoding == "base64":
         try:
-            data = base64.b64decode(data)
+            # Strict: line breaks apart, a character outside the alphabet is corruption (or
+            # smuggling), not something to skip as RFC 2045 lets decoders do.
+            data = base64.b64decode(b"".join(data.split()), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise MimeProblem(
                 f"MIME part {number} is not valid base64: {exc}", location=location
@@ -342,6 +358,12 @@ def _read_part(body: bytes, start: int, end: int, number: int) -> Part:
             location=location,
         )
     return Part(content_id, media_type, MappingProxyType(params), MappingProxyType(headers), data)
+
+
+def _shown(value: str) -> str:
+    """A sender's value as a MimeProblem quotes it: anything unprintable escaped, so the
+    description fits in the MessageError and the receipt (a NUL in it made both fail)."""
+    return value if value.isprintable() else repr(value)[1:-1]
 
 
 def _strip_angle_brackets(value: str) -> str:

@@ -10,6 +10,7 @@ Everything is driven from the database, so a restart continues where it stopped.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -128,6 +129,21 @@ def judge_answer(
     return OutboxStatus.SENT, "wacht op Acknowledgment"
 
 
+class _Budget:
+    """How many more attempts one round may start, shared by its delivery threads."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
 @dataclass(frozen=True)
 class OutboundTls:
     """Our client side: the certificate we present and the roots we trust for peers."""
@@ -158,29 +174,60 @@ class Deliverer:
         self._pool.shutdown(wait=True)
         self.session.close()
 
-    def deliver_due(self, now: datetime, limit: int = 200) -> int:
-        """Attempt every due message once, several at a time; returns how many were tried."""
-        with self.database.repositories() as repositories:
-            due, expired = repositories.outbox.claim_due(now, limit)
-        for message in expired:
-            log.error(
-                "outbox %s to %s failed: %s", message.message_id, message.to_oin, message.last_error
-            )
-        # Each attempt waits on a peer (TLS handshake, its processing): overlap them.
-        list(self._pool.map(self._deliver, due))
-        return len(due)
+    def deliver_due(self, limit: int = 500) -> int:
+        """Attempt due messages once each, several at a time, until none is due or `limit`
+        were tried; returns how many were tried.
 
-    def _deliver(self, message: DueMessage) -> None:
-        status, error = self._attempt(message)
+        Each delivery thread claims one message at a time and records its outcome before it
+        claims the next: a claim of many at once would keep the last of them waiting, leased,
+        while the first are sent, and a node killed meanwhile would strand them all.
+        """
+        budget = _Budget(limit)
+        # Each attempt waits on a peer (TLS handshake, its processing): overlap them.
+        workers = [
+            self._pool.submit(self._deliver_while_due, budget) for _ in range(PARALLEL_DELIVERIES)
+        ]
+        return sum(worker.result() for worker in workers)
+
+    def _deliver_while_due(self, budget: _Budget) -> int:
+        tried = 0
+        while budget.take() and self._deliver_next():
+            tried += 1
+        return tried
+
+    def _deliver_next(self) -> bool:
+        """Claim, attempt and record one due message; False when none was due."""
         with self.database.repositories() as repositories:
-            if not repositories.outbox.record_attempt(message.id, status, error, datetime.now(UTC)):
-                return  # an asynchronous Acknowledgment was faster
+            outbox = repositories.outbox
+            due, expired = outbox.claim_due(datetime.now(UTC), 1)
+            for gone in expired:
+                log.error(
+                    "outbox %s to %s failed: %s", gone.message_id, gone.to_oin, gone.last_error
+                )
+            if not due:
+                return bool(expired)
+            message = due[0]
+            if outbox.locks_rows:
+                # PostgreSQL: the row stays locked, and so invisible to every other node's
+                # claim, until the outcome commits with the claim.
+                status, error = self._attempt(message)
+                recorded = outbox.record_attempt(message.id, status, error, datetime.now(UTC))
+        if not outbox.locks_rows:
+            # SQLite: the claim's lease keeps others away; the database is not held meanwhile.
+            status, error = self._attempt(message)
+            with self.database.repositories() as repositories:
+                recorded = repositories.outbox.record_attempt(
+                    message.id, status, error, datetime.now(UTC)
+                )
+        if not recorded:  # an asynchronous Acknowledgment was faster
+            return True
         if status is OutboxStatus.DELIVERED:
             log.info("outbox %s delivered to %s", message.message_id, message.to_oin)
         else:
             log.warning(
                 "outbox %s to %s: %s (%s)", message.message_id, message.to_oin, status, error
             )
+        return True
 
     def _attempt(self, message: DueMessage) -> tuple[OutboxStatus, str | None]:
         try:
@@ -192,6 +239,9 @@ class Deliverer:
             )
         except requests.RequestException as exc:
             return OutboxStatus.PENDING, f"verbinding mislukt: {type(exc).__name__}"
+        except Exception as exc:  # whatever else went wrong, the message stays queued
+            log.exception("outbox %s: attempt failed", message.message_id)
+            return OutboxStatus.PENDING, f"poging mislukt: {type(exc).__name__}"
         return judge_answer(
             message.message_id,
             response.status_code,

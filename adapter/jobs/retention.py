@@ -1,5 +1,6 @@
-"""Retention: closed zaken disappear once their retention period has passed, and ebMS
-messages (with their payloads) once their CPA's PersistDuration and a margin have passed.
+"""Retention: closed zaken disappear once their retention period has passed, ebMS
+messages (with their payloads) once their CPA's PersistDuration and a margin have passed, and
+WUS MessageIDs with their stored answers once the replay window has passed.
 Receipts and the audit chain are never purged: they prove delivery after the messages are gone.
 """
 
@@ -47,3 +48,9 @@ def purge_messages(
             timedelta(days=margin_days),
             now,
         )
+
+
+def purge_wus_messages(database: Database, replay_window_hours: int, now: datetime) -> int:
+    """Forget WS-A MessageIDs used before the replay window: past it they count as new anyway."""
+    with database.repositories() as repositories:
+        return repositories.wus_messages.purge(now - timedelta(hours=replay_window_hours))

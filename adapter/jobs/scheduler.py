@@ -2,31 +2,96 @@
 
 It delivers the outbox (acknowledgments and BerichtVerwerk results), removes expired zaken
 and, daily, ebMS messages past their CPA's PersistDuration plus `ebms.purge_margin_days`.
-Every job is idempotent and reads its work from the database, so several nodes may
-run it at once (outbox rows are claimed with SKIP LOCKED) and a restart loses nothing.
+Every job is idempotent and reads its work from the database, so a restart loses nothing.
+Every node delivers the outbox (its rows are claimed one by one with SKIP LOCKED); the
+periodic jobs (retention, purges, notifications, session clean-up) run only in the scheduler
+that holds the job lock (adapter.store.locks), one node at a time. The others try to take it
+every few seconds and, once they have it, run those jobs at once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import sys
+import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from adapter.admin import Heartbeat, start_admin
+from adapter.admin import CrlStatus, Heartbeat, start_admin
 from adapter.config import Config, load_config
 from adapter.ebms.cpa import CpaStore
 from adapter.ebms.outbound import Deliverer, OutboundTls
+from adapter.jobs.crl import schedule_crl_refresh
 from adapter.jobs.notifications import NotificationJob, expire_citizen_sessions
-from adapter.jobs.retention import purge_expired_zaken, purge_messages
+from adapter.jobs.retention import purge_expired_zaken, purge_messages, purge_wus_messages
 from adapter.logs import configure_logging
 from adapter.store.db import Database
+from adapter.store.locks import JobLock, job_lock
 
 log = logging.getLogger("adapter.jobs")
+
+
+class RunLinesAtDebug(logging.Filter):
+    """APScheduler's executor says "Running job …" and "… executed successfully" at INFO
+    for every run: with the outbox polled every few seconds they drown every other line.
+    They become DEBUG lines, shown only when `logging.level` is DEBUG; a job's failure
+    (logged at ERROR) is left as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def quiet_run_lines() -> None:
+    """Install `RunLinesAtDebug` on APScheduler's executor logger (once)."""
+    executor_log = logging.getLogger("apscheduler.executors.default")
+    if not any(isinstance(f, RunLinesAtDebug) for f in executor_log.filters):
+        executor_log.addFilter(RunLinesAtDebug())
+
+
+# How often a scheduler without the job lock tries to take it: how long the periodic jobs
+# may pause after the node that ran them died.
+LOCK_RETRY_SECONDS = 5
+PERIODIC_JOBS = ("retention", "message-purge", "notifications", "citizen-sessions")
+
+
+class JobLeader:
+    """Whether this scheduler runs the periodic jobs: it does while it holds the job lock."""
+
+    def __init__(self, lock: JobLock, on_taken: Callable[[], None]) -> None:
+        self.lock = lock
+        self.on_taken = on_taken
+        self.held = False
+        self._mutex = threading.Lock()
+
+    def check(self) -> bool:
+        """Try to hold the lock (it is kept once taken); log and react when that changed."""
+        with self._mutex:
+            held = self.lock.acquire()
+            taken, lost = held and not self.held, self.held and not held
+            self.held = held
+        if taken:
+            log.info("job lock taken: this node runs the periodic jobs")
+            self.on_taken()
+        elif lost:
+            log.warning("job lock lost: another node may run the periodic jobs now")
+        return held
+
+    def only_when_held(self, job: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            if self.check():
+                job()
+
+        return run
 
 
 def build_scheduler(
@@ -38,8 +103,17 @@ def build_scheduler(
     )
     scheduler = BlockingScheduler(timezone=UTC)
 
+    def run_periodic_jobs_now() -> None:
+        for job_id in PERIODIC_JOBS:
+            scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+
+    leader = JobLeader(
+        job_lock(database.engine, f"dk-adapter jobs {socket.gethostname()}:{os.getpid()}"),
+        run_periodic_jobs_now,
+    )
+
     def deliver_outbox() -> None:
-        deliverer.deliver_due(datetime.now(UTC))
+        deliverer.deliver_due()
         heartbeat.beat()
 
     def retention() -> None:
@@ -57,6 +131,10 @@ def build_scheduler(
             datetime.now(UTC),
         )
         log.info("message purge: %d received and %d sent messages removed", received, sent)
+        forgotten = purge_wus_messages(
+            database, config.limits.replay_window_hours, datetime.now(UTC)
+        )
+        log.info("message purge: %d WS-A MessageIDs past the replay window forgotten", forgotten)
 
     scheduler.add_job(
         deliver_outbox,
@@ -67,39 +145,46 @@ def build_scheduler(
         coalesce=True,
     )
     scheduler.add_job(
-        retention,
+        leader.only_when_held(retention),
         "interval",
         hours=6,
         id="retention",
         max_instances=1,
         coalesce=True,
-        next_run_time=datetime.now(UTC),
     )
     scheduler.add_job(
-        message_purge,
+        leader.only_when_held(message_purge),
         "interval",
         days=1,
         id="message-purge",
         max_instances=1,
         coalesce=True,
-        next_run_time=datetime.now(UTC),
     )
     scheduler.add_job(
-        NotificationJob(database, config).run,
+        leader.only_when_held(NotificationJob(database, config).run),
         "interval",
         seconds=config.notifications.interval_seconds,
         id="notifications",
         max_instances=1,
         coalesce=True,
-        next_run_time=datetime.now(UTC),
     )
     scheduler.add_job(
-        lambda: expire_citizen_sessions(database, config, datetime.now(UTC)),
+        leader.only_when_held(lambda: expire_citizen_sessions(database, config, datetime.now(UTC))),
         "interval",
         minutes=5,
         id="citizen-sessions",
         max_instances=1,
         coalesce=True,
+    )
+    scheduler.add_job(
+        leader.check,
+        "interval",
+        seconds=LOCK_RETRY_SECONDS,
+        id="job-lock",
+        max_instances=1,
+        coalesce=True,
+        # At once: taking the lock starts the periodic jobs (on_taken), on the node that has it.
+        next_run_time=datetime.now(UTC),
     )
     return scheduler, deliverer
 
@@ -108,11 +193,14 @@ def run_scheduler(config_file: Path) -> None:
     """Entry point of the scheduler process started by `dk-adapter serve`."""
     config = load_config(config_file)
     configure_logging(config.logging)
+    quiet_run_lines()
     database = Database(config.database_url)
     # Ready only while outbox rounds keep coming: a stuck job shows after a few missed rounds.
     heartbeat = Heartbeat(max_age_seconds=max(10 * config.ebms.outbox_poll_seconds, 30))
     scheduler, deliverer = build_scheduler(config, database, heartbeat)
-    admin = start_admin(config, database, heartbeat)
+    crl_status = CrlStatus()  # what the CRL refresh found wrong, for /ready
+    schedule_crl_refresh(scheduler, config.tls, crl_status)
+    admin = start_admin(config, database, heartbeat, crl_status)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         scheduler.shutdown(wait=False)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from lxml import etree
 
+from adapter.kit.wire import WireMessage
 from adapter.pki.identity import read_identity
 from adapter.receipts import ReceiptInvalid, VerifiedReceipt, verify
 from adapter.soap.envelope import SOAP_ENV, build_envelope
@@ -39,6 +40,8 @@ class SoapAnswer:
     fault_detail: etree._Element | None
     receipt: VerifiedReceipt | None
     receipt_problem: str | None  # why the receipt did not verify, or that there was none
+    request: WireMessage | None = None  # what went over the wire, for `--save`
+    response: WireMessage | None = None
 
 
 class MtlsClient:
@@ -96,7 +99,9 @@ class MtlsClient:
         return self.session.post(url, data=body, headers=headers, timeout=120)
 
     def call(self, url: str, payload: etree._Element, soap_action: str) -> SoapAnswer:
-        response = self.post(url, build_envelope(payload), "text/xml; charset=utf-8", soap_action)
+        content_type = "text/xml; charset=utf-8"
+        request = build_envelope(payload)
+        response = self.post(url, request, content_type, soap_action)
         document = parse_untrusted(response.content)
         body = document.find(f"{_ENV}Body")
         child = body[0] if body is not None and len(body) else None
@@ -114,4 +119,6 @@ class MtlsClient:
             fault_detail=detail[0] if detail is not None and len(detail) else None,
             receipt=receipt,
             receipt_problem=problem,
+            request=WireMessage(content_type, request),
+            response=WireMessage(response.headers.get("Content-Type", ""), response.content),
         )

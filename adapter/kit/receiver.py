@@ -23,6 +23,7 @@ from lxml import etree
 
 from adapter.ebms.message import MessageHeader, acknowledgment, read_header
 from adapter.ebms.mime import Package, parse_package
+from adapter.kit.wire import WireMessage
 from adapter.soap.xml import parse_untrusted
 
 log = logging.getLogger("adapter.receiver")
@@ -34,6 +35,7 @@ class ReceivedMessage:
     envelope: etree._Element
     package: Package
     peer_certificate: bytes | None
+    wire: WireMessage | None = None  # the HTTP body as received, for `send --save`
 
     def payload(self) -> bytes | None:
         """The first payload the Manifest refers to."""
@@ -132,7 +134,8 @@ class EbmsReceiver:
             if isinstance(connection, ssl.SSLSocket)
             else None
         )
-        message = ReceivedMessage(header, envelope, package, peer)
+        wire = WireMessage(environ.get("CONTENT_TYPE", ""), body)
+        message = ReceivedMessage(header, envelope, package, peer, wire)
         reply = self.responder(message)
         if reply.drop:
             connection.shutdown(socket.SHUT_RDWR)

@@ -21,6 +21,7 @@ from adapter.ebms.message import Route, business_message, error_of
 from adapter.ebms.mime import build_package, parse_package
 from adapter.kit.client import MtlsClient
 from adapter.kit.receiver import EbmsReceiver, ReceivedMessage
+from adapter.kit.wire import WireMessage
 from adapter.soap.xml import parse_untrusted
 
 SERVICE = "urn:osb:services:MIJNOVERHEID.ebMS.BB.2.0"
@@ -127,6 +128,8 @@ class Delivery:
     http_status: int
     answer: etree._Element | None  # the Acknowledgment or MessageError, if synchronous
     error: tuple[str, str] | None  # errorCode and description of a MessageError
+    request: WireMessage | None = None  # what went over the wire, for `send --save`
+    response: WireMessage | None = None
 
 
 def deliver(
@@ -162,6 +165,8 @@ def deliver(
         response.status_code,
         answer,
         error_of(answer) if answer is not None else None,
+        WireMessage(content_type, body),
+        WireMessage(response.headers.get("Content-Type", ""), response.content),
     )
 
 
@@ -181,3 +186,20 @@ def wait_for_result(
         ):
             return message
     return None
+
+
+def refresh_batch(payload: bytes, now: datetime | None = None) -> bytes:
+    """The same batch made new: another BatchID, a new BerichtID per Bericht and AanmaakDatum
+    now, so a sample file can be sent again (instead of `BerichtBestaatAl`) and long after it
+    was written (instead of `AanmaakDatumLigtTeVerInHetVerleden`). Nothing else changes."""
+    root = parse_untrusted(payload)
+    batch_id = str(uuid.uuid4())
+    moment = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds")
+    for element in root.iter(f"{{{BATCH}}}BatchID", f"{{{LETTER}}}BatchID"):
+        element.text = batch_id
+    for element in root.iter(f"{{{BATCH}}}AanmaakDatum"):
+        element.text = moment.replace("+00:00", "Z")
+    for element in root.iter(f"{{{LETTER}}}BerichtID"):
+        element.text = str(uuid.uuid4())
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return data

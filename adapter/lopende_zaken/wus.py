@@ -18,6 +18,12 @@ from adapter.soap.xml import text_of
 NS = "urn:mijnoverheid-adapter:lopende-zaken:1"
 _L = f"{{{NS}}}"
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+# Requests are validated against the published contract plus the names it deprecated and
+# still accepts (xsd/lopende-zaken-with-deprecated.xsd); ?wsdl publishes lopende-zaken.xsd only.
+REQUEST_SCHEMA = "lopende-zaken-with-deprecated.xsd"
+# ZaakAfsluiten's resultaatOmschrijving was called resultaat, like the answer's child of another
+# type, which wrapper-style code generators (wsimport, wsdl2java) refuse.
+DEPRECATED_ZAAKRESULTAAT = "resultaat"
 
 
 def _text(parent: etree._Element, path: str) -> str | None:
@@ -194,6 +200,19 @@ def status_aanleveren(call: Call) -> etree._Element:
     return _verwerking("StatusAanleveren", identificatie, resultaat)
 
 
+def _zaakresultaat(payload: etree._Element) -> str | None:
+    """ZaakAfsluiten's resultaatOmschrijving, or its deprecated former name resultaat."""
+    current = _text(payload, "lz:resultaatOmschrijving")
+    deprecated = _text(payload, f"lz:{DEPRECATED_ZAAKRESULTAAT}")
+    if current is not None and deprecated is not None:
+        raise ZaakRefused(
+            "LZ001",
+            f"resultaatOmschrijving en het verouderde {DEPRECATED_ZAAKRESULTAAT} samen; "
+            "stuur alleen resultaatOmschrijving",
+        )
+    return current if current is not None else deprecated
+
+
 def zaak_afsluiten(call: Call) -> etree._Element:
     identificatie = _required(call.payload, "lz:identificatie")
     einddatum = read_date(_required(call.payload, "lz:einddatum"), "einddatum")
@@ -202,7 +221,7 @@ def zaak_afsluiten(call: Call) -> etree._Element:
         call.party.oin,
         identificatie,
         einddatum,
-        _text(call.payload, "lz:resultaat"),
+        _zaakresultaat(call.payload),
         call.received_at,
     )
     return _verwerking("ZaakAfsluiten", identificatie, resultaat)
@@ -235,7 +254,7 @@ def _operation(name: str, handler: Callable[[Call], etree._Element]) -> Operatio
         request_element=f"{_L}{name}",
         action=f"{NS}/{name}",
         response_action=f"{NS}/{name}Response",
-        schema="lopende-zaken.xsd",
+        schema=REQUEST_SCHEMA,
         handler=handler,
         fault_actions={
             "ApplicationFault": f"{NS}/{name}ApplicationFault",

@@ -332,9 +332,10 @@ def init_dev_pki(
         raise ValueError(f"receipt_key {receipt_key!r}: expected one of {RECEIPT_KEY_TYPES}")
     directory = Path(directory)
     if (directory / f"{_ROOT}.pem").exists() and not overwrite:
-        raise FileExistsError(
+        raise PkiExists(
+            directory / f"{_ROOT}.pem",
             f"{directory / _ROOT}.pem already exists: refusing to replace the development PKI "
-            "(every certificate issued from it would stop working); pass overwrite=True to do so"
+            "(every certificate issued from it would stop working); pass overwrite=True to do so",
         )
     (directory / "clients").mkdir(parents=True, exist_ok=True)
 
@@ -361,28 +362,10 @@ def init_dev_pki(
     _write(directory / "receipt-signing.pem", receipt.cert_pem())
     _write(directory / "receipt-signing.key", receipt.key_pem(), private=True)
 
-    clients: dict[str, ClientFiles] = {}
-    for org in organisations:
-        # The same names as the server: an organisation's certificate also serves its own
-        # ebMS endpoint (serverAuth + clientAuth, as G4 TLS certificates do), e.g. the
-        # receiver of `dk-adapter send --receive-on` on this machine.
-        issued = hierarchy.tsp.issue_tls_certificate(
-            org.name,
-            oin=org.oin,
-            kvk=org.kvk,
-            organisation=org.name,
-            dns_names=dns_names,
-            ip_addresses=ip_addresses,
-        )
-        files = ClientFiles(
-            certificate=directory / "clients" / f"{org.oin}.pem",
-            private_key=directory / "clients" / f"{org.oin}.key",
-            pkcs12=directory / "clients" / f"{org.oin}.p12",
-        )
-        _write(files.certificate, issued.cert_pem() + chain)
-        _write(files.private_key, issued.key_pem(), private=True)
-        _write(files.pkcs12, _pkcs12(org.name, issued, hierarchy, p12_password), private=True)
-        clients[org.oin] = files
+    clients = {
+        org.oin: _issue_client(directory, hierarchy, org, dns_names, ip_addresses, p12_password)
+        for org in organisations
+    }
 
     _write_crls(directory / "crl.pem", hierarchy, {}, {})
     return PkiFiles(
@@ -401,6 +384,80 @@ def init_dev_pki(
         crl=directory / "crl.pem",
         clients=clients,
     )
+
+
+class PkiExists(FileExistsError):
+    """The file that would be replaced exists; `path` names it."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def client_files(directory: Path, oin: str) -> ClientFiles:
+    """Where the development PKI in `directory` keeps the client files of `oin`."""
+    clients = Path(directory) / "clients"
+    return ClientFiles(
+        certificate=clients / f"{oin}.pem",
+        private_key=clients / f"{oin}.key",
+        pkcs12=clients / f"{oin}.p12",
+    )
+
+
+def _issue_client(
+    directory: Path,
+    hierarchy: DevHierarchy,
+    org: OrganisationSubject,
+    dns_names: Sequence[str],
+    ip_addresses: Sequence[str],
+    p12_password: str,
+) -> ClientFiles:
+    # The same names as the server: an organisation's certificate also serves its own
+    # ebMS endpoint (serverAuth + clientAuth, as G4 TLS certificates do), e.g. the
+    # receiver of `dk-adapter send --receive-on` on this machine.
+    issued = hierarchy.tsp.issue_tls_certificate(
+        org.name,
+        oin=org.oin,
+        kvk=org.kvk,
+        organisation=org.name,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+    )
+    files = client_files(directory, org.oin)
+    files.certificate.parent.mkdir(parents=True, exist_ok=True)
+    _write(files.certificate, issued.cert_pem() + hierarchy.chain_pem())
+    _write(files.private_key, issued.key_pem(), private=True)
+    _write(files.pkcs12, _pkcs12(org.name, issued, hierarchy, p12_password), private=True)
+    return files
+
+
+def issue_client(
+    directory: Path,
+    organisation: OrganisationSubject,
+    *,
+    dns_names: Sequence[str] = ("localhost",),
+    ip_addresses: Sequence[str] = ("127.0.0.1",),
+    p12_password: str = DEV_P12_PASSWORD,
+    overwrite: bool = False,
+) -> ClientFiles:
+    """Add a client certificate for one organisation to the development PKI in `directory`.
+
+    Issued by the existing TSP CA, so the root, the server and every other certificate stay
+    valid: for an organisation configured after `init_dev_pki`. Refuses with `PkiExists`
+    when the organisation has client files already, unless `overwrite`.
+    """
+    _check_organisations([organisation])
+    directory = Path(directory)
+    if not (directory / f"{_ROOT}.pem").exists():
+        raise FileNotFoundError(f"{directory}: no development PKI here ({_ROOT}.pem is missing)")
+    hierarchy = load_hierarchy(directory)
+    files = client_files(directory, organisation.oin)
+    if files.certificate.exists() and not overwrite:
+        raise PkiExists(
+            files.certificate,
+            f"{files.certificate} already exists; pass overwrite=True to issue a new one",
+        )
+    return _issue_client(directory, hierarchy, organisation, dns_names, ip_addresses, p12_password)
 
 
 def revoke(directory: Path, serial: int, *, reason: x509.ReasonFlags | None = None) -> None:

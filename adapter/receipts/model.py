@@ -71,7 +71,8 @@ def to_element(receipt: Receipt) -> etree._Element:
 
     def add(parent: etree._Element, name: str, text: str | None) -> etree._Element:
         child = etree.SubElement(parent, f"{_A}{name}")
-        child.text = text or ""
+        if text:  # an empty element stays <X/>, as receipts have always been written
+            child.text = text
         return child
 
     add(root, "BevestigingID", receipt.receipt_id)

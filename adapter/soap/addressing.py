@@ -60,7 +60,10 @@ def read_addressing(headers: Sequence[etree._Element]) -> Addressing | None:
 
 
 def _is_absolute_uri(value: str) -> bool:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unbalanced "[" in the host: the sender's error, not ours
+        return False
     return bool(parts.scheme) and bool(parts.netloc or parts.path)
 
 
@@ -74,15 +77,20 @@ def check_addressing(
     """Raise the Digikoppeling fault (0005-0007, 0011) for missing or wrong WS-A headers."""
     if addressing is None:
         if required:
-            raise AddressingToMissing("dit koppelvlak vereist WS-Addressing (Digikoppeling 2W-be)")
+            raise AddressingToMissing(
+                "deze organisatie moet WS-Addressing sturen (Digikoppeling 2W-be): "
+                "wsa:To, wsa:Action en wsa:MessageID"
+            )
         return None
     if addressing.to is None or not _is_absolute_uri(addressing.to):
         raise AddressingToMissing("wsa:To ontbreekt of is geen absolute URI")
     if addressing.action is None:
-        raise AddressingActionMissing("wsa:Action ontbreekt")
+        raise AddressingActionMissing(f"wsa:Action ontbreekt; verwacht {expected_action}")
     if addressing.message_id is None:
         # Not checked as a URI: Digikoppeling's best practice itself suggests CUSTOM@UUID@URI.
-        raise AddressingMessageIdMissing("wsa:MessageID ontbreekt")
+        raise AddressingMessageIdMissing(
+            "wsa:MessageID ontbreekt; geef elk verzoek een eigen, bijvoorbeeld urn:uuid:…"
+        )
     if addressing.action != expected_action:
         raise HeaderValueNotAllowed(
             f"wsa:Action is {addressing.action}, verwacht {expected_action}"

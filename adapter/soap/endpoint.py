@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lxml import etree
@@ -65,6 +65,7 @@ from adapter.soap.envelope import (
     parse_envelope,
     raw_hash,
 )
+from adapter.soap.replay import DEFAULT_WINDOW, answer_to_repeat, claim_for
 from adapter.soap.schema import SchemaSet
 from adapter.soap.wus import Call, FaultContext, Operation, WusService
 from adapter.soap.xml import XmlLimits
@@ -117,6 +118,7 @@ class WusSettings:
     receiver_oin: str  # MijnOverheid's OIN: Ontvanger in receipts, WS-A To
     max_request_bytes: int
     xml_limits: XmlLimits  # what parsing one request may cost
+    replay_window: timedelta = DEFAULT_WINDOW  # a WS-A MessageID is processed once in it
 
 
 @dataclass
@@ -197,10 +199,7 @@ class WusEndpoint:
             progress.message_ref = progress.addressing.message_id
         party.require(self.service.name)
         self.schemas.validate(envelope.payload, operation.schema)
-        payload, signed = self._store(operation, party, envelope, progress)
-        headers = [signed]
-        if progress.addressing is not None:
-            headers = [*reply_headers(progress.addressing, operation.response_action), signed]
+        answer = self._store(operation, party, envelope, progress)
         log.info(
             "request %s: %s %s from %s accepted",
             progress.request_id,
@@ -208,27 +207,64 @@ class WusEndpoint:
             operation.name,
             party.oin,
         )
-        return HttpResult("200 OK", build_envelope(payload, headers))
+        return HttpResult("200 OK", answer)
 
     def _store(
         self, operation: Operation, party: Party, envelope: Envelope, progress: _Progress
-    ) -> tuple[etree._Element, etree._Element]:
-        """Run the handler and store its result with the receipt, in one transaction."""
+    ) -> bytes:
+        """Run the handler and store its result with the receipt, in one transaction, and
+        answer; a repeat of an accepted WS-A MessageID gets that request's stored answer."""
+        claim = None
+        if progress.addressing is not None and progress.addressing.message_id is not None:
+            claim = claim_for(
+                party.oin,
+                progress.addressing.message_id,
+                self.service.name,
+                progress.body_hash,
+                progress.received_at,
+            )
 
-        def attempt() -> tuple[etree._Element, etree._Element]:
+        def attempt() -> bytes:
             with self.database.repositories() as repositories:
+                if claim is not None:
+                    earlier = repositories.wus_messages.claim(
+                        claim.sender_oin,
+                        claim.message_id,
+                        claim.service,
+                        claim.body_hash,
+                        claim.received_at,
+                        claim.seen_since(self.settings.replay_window),
+                    )
+                    if earlier is not None:  # a repeat: nothing new is processed or stored
+                        log.info(
+                            "request %s: wsa:MessageID %s seen before (receipt %s)",
+                            progress.request_id,
+                            claim.message_id,
+                            earlier.receipt_id,
+                        )
+                        return answer_to_repeat(claim, earlier, self.settings.replay_window)
                 call = Call(party, envelope.payload, repositories, progress.received_at)
                 payload = operation.handler(call)
                 receipt = self._receipt(progress, Outcome.accept())
                 signed = self.signer.sign(receipt)
+                headers = [signed]
+                if progress.addressing is not None:
+                    reply = reply_headers(progress.addressing, operation.response_action)
+                    headers = [*reply, signed]
+                answer = build_envelope(payload, headers)
+                if claim is not None:
+                    repositories.wus_messages.record_answer(
+                        claim.sender_oin, claim.message_id, receipt.receipt_id, answer
+                    )
                 repositories.receipts.save(receipt, signed)
-            return payload, signed
+            return answer
 
         try:
             return attempt()
         except StoreConflict:
             # A concurrent request stored the same thing first (one status sent twice at
-            # once): run again, now seeing its row, and answer as for a repeat.
+            # once, or the same WS-A MessageID): run again, now seeing its row, and answer
+            # as for a repeat.
             return attempt()
 
     def _operation(self, envelope: Envelope, soap_action_header: str | None) -> Operation:
@@ -242,9 +278,10 @@ class WusEndpoint:
         if self.service.any_soap_action:
             return operation
         if soap_action_header is None or soap_action not in ("", operation.action):
-            raise InvalidSoapAction(
-                f"SOAPAction {soap_action_header!r} hoort niet bij {operation.name}"
-            )
+            allowed = f'toegestaan voor {operation.name}: "" of "{operation.action}"'
+            if soap_action_header is None:
+                raise InvalidSoapAction(f"de HTTP-header SOAPAction ontbreekt; {allowed}")
+            raise InvalidSoapAction(f"SOAPAction {soap_action_header} is onbekend; {allowed}")
         return operation
 
     def _receipt(self, progress: _Progress, outcome: Outcome) -> Receipt:

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from adapter.errors import HeaderNotUnderstood, InvalidEnvelope, SoapFault, XmlNotUtf8
+from adapter.errors import (
+    HeaderNotUnderstood,
+    InvalidEnvelope,
+    MalformedXml,
+    SoapFault,
+    XmlNotUtf8,
+)
 from adapter.soap.xml import DEFAULT_LIMITS, XmlLimits, parse_untrusted
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -86,8 +92,17 @@ def check_understood(envelope: Envelope, understood_namespaces: frozenset[str]) 
 
 
 def body_hash(body: etree._Element) -> str:
-    """Base64 SHA-256 of the exclusive canonical form (without comments) of a Body element."""
-    canonical = etree.tostring(body, method="c14n", exclusive=True, with_comments=False)
+    """Base64 SHA-256 of the exclusive canonical form (without comments) of a Body element.
+
+    Raises `MalformedXml` for a Body that has no canonical form: W3C c14n fails on a relative
+    namespace URI (`xmlns:t="types/2009"`), which is the sender's XML, not a server fault.
+    """
+    try:
+        canonical = etree.tostring(body, method="c14n", exclusive=True, with_comments=False)
+    except etree.C14NError:
+        raise MalformedXml(
+            "de Body heeft geen canonieke vorm (exclusive c14n); is elke namespace-URI absoluut?"
+        ) from None
     return base64.b64encode(hashlib.sha256(canonical).digest()).decode("ascii")
 
 

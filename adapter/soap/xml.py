@@ -187,7 +187,9 @@ def _check_bytes(data: bytes) -> None:
     version = _DECLARED_VERSION.match(data)
     if version and version.group(1) != b"1.0":
         # SOAP 1.1 and WS-I Basic Profile serialise envelopes as XML 1.0; 1.1 reads differently.
-        shown = version.group(1).decode("ascii", "replace")
+        # Shown as a fault and a receipt can carry it: printable ASCII, at most 20 characters
+        # (a NUL or other control character in the reason made building the fault fail).
+        shown = re.sub(r"[^ -~]", "?", version.group(1)[:20].decode("ascii", "replace"))
         raise ForbiddenMarkup(f"XML-versie {shown} is niet toegestaan, gebruik XML 1.0")
     for markup in _FORBIDDEN_MARKUP:
         if markup in data:
@@ -214,6 +216,9 @@ def parse_untrusted(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._E
         counting.close()
         root = etree.fromstring(data, parser=etree.XMLParser(**_safe_options(huge)))
     except etree.XMLSyntaxError as exc:
+        if exc.code == etree.ErrorTypes.ERR_INVALID_ENCODING:
+            # Bytes that are no UTF-8 in a document that is UTF-8 by rule: WS006, not syntax.
+            raise XmlNotUtf8(f"het bericht is geen geldige UTF-8: {exc.msg}") from None
         raise MalformedXml(f"geen well-formed XML: {exc.msg}") from None
     if root is None:
         raise MalformedXml("leeg bericht")
@@ -268,6 +273,8 @@ def iterparse_untrusted(
         last = exc.error_log.last_error
         line = last.line if last is not None and last.line > 0 else exc.lineno
         where = f"regel {line}: " if line else ""
+        if exc.code == etree.ErrorTypes.ERR_INVALID_ENCODING:
+            raise XmlNotUtf8(f"het bericht is geen geldige UTF-8: {where}{exc.msg}") from None
         if last is not None and last.domain == etree.ErrorDomains.PARSER:
             raise MalformedXml(f"geen well-formed XML: {where}{exc.msg}") from None
         raise SchemaViolation(f"{where}{exc.msg}") from None

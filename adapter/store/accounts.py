@@ -137,6 +137,30 @@ def may_receive(session: Session, bsns: Iterable[str], oin: str, by_law: bool) -
     return {bsn: accounts.get(bsn, False) and bsn in subscribed for bsn in wanted}
 
 
+@dataclass(frozen=True)
+class AccountStanding:
+    """What decides whether an organisation may send a BSN post, besides a by-law grant."""
+
+    active: bool
+    subscribed: bool  # opted in for the organisation asked about
+
+
+def standing(session: Session, bsns: Iterable[str], oin: str) -> dict[str, AccountStanding]:
+    """Per BSN that has an account: is it active, and has it opted in for `oin`?"""
+    wanted = set(bsns)
+    subscribed = set(
+        session.scalars(
+            select(Subscription.bsn).where(Subscription.bsn.in_(wanted), Subscription.oin == oin)
+        )
+    )
+    return {
+        bsn: AccountStanding(active, bsn in subscribed)
+        for bsn, active in session.execute(
+            select(Account.bsn, Account.active).where(Account.bsn.in_(wanted))
+        )
+    }
+
+
 class Accounts:
     """The accounts repository of one transaction."""
 
@@ -145,6 +169,9 @@ class Accounts:
 
     def may_receive(self, bsns: Iterable[str], oin: str, by_law: bool) -> dict[str, bool]:
         return may_receive(self.session, bsns, oin, by_law)
+
+    def standing(self, bsns: Iterable[str], oin: str) -> dict[str, AccountStanding]:
+        return standing(self.session, bsns, oin)
 
     def upsert(self, rows: Sequence[AccountRow], now: datetime | None = None) -> None:
         upsert_accounts(self.session, rows, now)

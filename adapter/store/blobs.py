@@ -1,19 +1,55 @@
-"""Attachment content, stored once by SHA-256 in a local directory.
+"""Attachment content, stored once by SHA-256: a local directory or an S3-compatible bucket.
 
-Written to a temporary file, fsynced, then renamed into place (and the directory fsynced), so
-a blob exists completely before the transaction that references it commits, and a crash
-never leaves half a file under a hash name.
+`BlobStore` is the interface the store and the citizen side use; `open_blob_store` picks the
+implementation `[blobs]` in conf/adapter.toml names. Both keep the same promise: once `put`
+returns, the content is durable, so the transaction that references its hash may commit.
+The local directory writes a temporary file, fsyncs it, renames it into place and fsyncs the
+directory, so a crash never leaves half a file under a hash name. An S3 PUT is atomic (an
+object exists whole or not at all) and answered only once the object is stored; that is what
+lets several adapter nodes share attachments.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from adapter.config import BlobConfig
+from adapter.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+log = logging.getLogger("adapter.store.blobs")
 
 
-class BlobStore:
+class BlobMissing(FileNotFoundError):
+    """No content is stored under this hash (a FileNotFoundError, as for a local file)."""
+
+
+class BlobStore(Protocol):
+    def put(self, data: bytes) -> str:
+        """Store `data` durably (idempotently) and return its SHA-256 in hex."""
+
+    def get(self, sha256: str) -> bytes:
+        """The content stored under `sha256`; `BlobMissing` when there is none."""
+
+    def delete(self, sha256: str) -> None:
+        """Remove the content under `sha256`, if any. Best effort: it runs after the commit
+        that dropped the last reference, and a blob left behind costs space, never data."""
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class LocalBlobStore:
+    """A directory, two levels of hash prefixes deep: the embedded default."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -21,8 +57,7 @@ class BlobStore:
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
     def put(self, data: bytes) -> str:
-        """Store `data` (idempotently) and return its SHA-256 in hex."""
-        digest = hashlib.sha256(data).hexdigest()
+        digest = _digest(data)
         target = self.path(digest)
         if target.exists():
             return digest
@@ -45,4 +80,102 @@ class BlobStore:
         return digest
 
     def get(self, sha256: str) -> bytes:
-        return self.path(sha256).read_bytes()
+        try:
+            return self.path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise BlobMissing(sha256) from None
+
+    def delete(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+
+
+class S3BlobStore:
+    """Objects named `prefix + sha256` in one bucket of an S3-compatible object store.
+
+    The client is made on first use, in the process that uses it: gunicorn forks its workers
+    after the wiring is built, and a boto3 client must not cross a fork.
+    """
+
+    def __init__(self, config: BlobConfig, environ: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.environ = dict(os.environ) if environ is None else environ
+        self._client: S3Client | None = None
+        self._client_pid = 0
+
+    def key(self, sha256: str) -> str:
+        return self.config.prefix + sha256
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None or self._client_pid != os.getpid():
+            # Imported here: boto3 costs a process a few hundred ms to load, which the
+            # embedded default (a local directory) should not pay in every worker.
+            import boto3
+            from botocore.config import Config as BotoConfig
+
+            config = self.config
+            style: Literal["path", "virtual"] = (
+                "virtual" if config.addressing_style == "virtual" else "path"
+            )
+            self._client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=config.endpoint_url,
+                region_name=config.region,
+                aws_access_key_id=self._secret(config.access_key_env),
+                aws_secret_access_key=self._secret(config.secret_key_env),
+                config=BotoConfig(
+                    s3={"addressing_style": style},
+                    connect_timeout=config.timeout_seconds,
+                    read_timeout=config.timeout_seconds,
+                    retries={"max_attempts": 3, "mode": "standard"},
+                ),
+            )
+            self._client_pid = os.getpid()
+        return self._client
+
+    def _secret(self, name: str | None) -> str | None:
+        # None: boto3's own chain (AWS_* variables, its config files, an instance role).
+        return self.environ.get(name) if name else None
+
+    def put(self, data: bytes) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        digest = _digest(data)
+        try:
+            self.client.put_object(
+                Bucket=self.config.bucket,
+                Key=self.key(digest),
+                Body=data,
+                ContentType="application/octet-stream",
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+        return digest
+
+    def get(self, sha256: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer = self.client.get_object(Bucket=self.config.bucket, Key=self.key(sha256))
+            return answer["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise BlobMissing(sha256) from None
+            raise StoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+
+    def delete(self, sha256: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.config.bucket, Key=self.key(sha256))
+        except (BotoCoreError, ClientError) as exc:
+            log.warning("blob %s not removed from the blob store: %s", sha256, exc)
+
+
+def open_blob_store(config: BlobConfig) -> BlobStore:
+    """The blob store `[blobs] store` names: "local" (the default) or "s3"."""
+    if config.store == "s3":
+        return S3BlobStore(config)
+    return LocalBlobStore(config.directory)

@@ -273,6 +273,32 @@ class EbmsMessage(Base):
     )
 
 
+class WusMessage(Base):
+    """A WS-A MessageID an organisation used, with the answer its accepted request got.
+
+    Replay protection of the WUS services (adapter.soap.replay): the unique (sender,
+    MessageID) key lets only one of two concurrent copies in; a row older than the replay
+    window is taken over by the next request that uses its MessageID.
+    """
+
+    __tablename__ = "wus_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sender_oin: Mapped[str] = mapped_column(String(20), nullable=False)
+    message_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    service: Mapped[str] = mapped_column(String(64), nullable=False)
+    body_hash: Mapped[str] = mapped_column(String(64), nullable=False)  # as in the receipt
+    received_at: Mapped[datetime] = mapped_column(nullable=False)
+    receipt_id: Mapped[str | None] = mapped_column(String(36))
+    # The HTTP answer, sent again unchanged (same receipt) for a repeat within the window.
+    answer: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    __table_args__ = (
+        UniqueConstraint("sender_oin", "message_id", name="uq_wus_messages_sender_id"),
+        Index("ix_wus_messages_received_at", "received_at"),  # the purge past the window
+    )
+
+
 class OutboxMessage(Base):
     """An ebMS message to deliver, stored before its first attempt and retried per its CPA."""
 

@@ -1,8 +1,13 @@
 """The outbox: outbound ebMS messages, stored before their first attempt, and their states.
 
 A message moves pending → (sent) → delivered, or → failed. `sent` means the peer took the
-message but its Acknowledgment is still to come. Rows are claimed with SKIP LOCKED (on
-PostgreSQL) and leased until their next retry, so several nodes never send one twice at once.
+message but its Acknowledgment is still to come. Rows are claimed with SKIP LOCKED and leased
+until their next retry. On PostgreSQL the claiming transaction stays open while the message is
+sent (`locks_rows`), so no other node can claim it meanwhile however long the attempt takes,
+and a node killed mid-attempt releases it at once (its transaction dies with it). SQLite has
+no row locks: there the lease alone keeps a second process away, and a claim that died with
+its process is due again when the lease runs out. Either way a message is never lost; after a
+crash it may reach the peer twice (its duplicate elimination sees that).
 """
 
 from __future__ import annotations
@@ -126,6 +131,12 @@ class Outbox:
                 expires_at=now + timedelta(days=1),
             )
         )
+
+    @property
+    def locks_rows(self) -> bool:
+        """Whether a claimed row stays locked until the claiming transaction ends (PostgreSQL's
+        FOR UPDATE); SQLite ignores FOR UPDATE and serialises writers instead."""
+        return self.session.get_bind().dialect.name == "postgresql"
 
     def claim_due(self, now: datetime, limit: int) -> tuple[list[DueMessage], list[ExpiredMessage]]:
         """Due messages, leased until their next retry; and those whose chances ran out."""

@@ -17,6 +17,7 @@ from adapter.store.ebms_messages import EbmsMessages
 from adapter.store.messages import Messages
 from adapter.store.outbox import Outbox
 from adapter.store.receipts import Receipts
+from adapter.store.wus_messages import WusMessages
 from adapter.store.zaken import Zaken
 
 
@@ -40,6 +41,11 @@ class Repositories:
     @cached_property
     def ebms_messages(self) -> EbmsMessages:
         return EbmsMessages(self._session)
+
+    @cached_property
+    def wus_messages(self) -> WusMessages:
+        """WS-A MessageIDs used on the WUS services: replay protection."""
+        return WusMessages(self._session)
 
     @cached_property
     def outbox(self) -> Outbox:

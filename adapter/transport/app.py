@@ -22,11 +22,17 @@ class Route:
     endpoint: Endpoint
     # Answers GET and HEAD with the query string, e.g. the published contract at ?wsdl.
     get: Callable[[str], HttpResult] | None = None
+    # The largest body the endpoint reads; the connection front reads no further.
+    max_body_bytes: int = 65536
 
 
 class Router:
     def __init__(self, routes: Mapping[str, Route]) -> None:
         self.routes = dict(routes)
+
+    def body_limit(self, path: str) -> int:
+        route = self.routes.get(path)
+        return route.max_body_bytes if route is not None else Route.max_body_bytes
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         route = self.routes.get(environ.get("PATH_INFO", ""))

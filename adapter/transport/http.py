@@ -11,11 +11,6 @@ from typing import Any, Protocol
 
 from adapter.errors import BodyTooLarge, BodyUnreadable
 
-# By default an oversized body is drained (never held) up to this many times the limit, so
-# the client can read the refusal instead of meeting a reset connection; beyond it we hang up.
-DRAIN_FACTOR = 16
-_CHUNK = 65536
-
 
 @dataclass(frozen=True)
 class HttpResult:
@@ -28,11 +23,11 @@ class Endpoint(Protocol):
     def handle(self, environ: dict[str, Any]) -> HttpResult: ...
 
 
-def read_body(environ: dict[str, Any], limit: int, drain: bool = True) -> bytes:
+def read_body(environ: dict[str, Any], limit: int) -> bytes:
     """The request body, refused when it declares or turns out to be larger than `limit`.
 
-    With `drain` off a declared oversize is refused without reading the body at all (for
-    limits so large that reading 16 times them would cost more than a reset connection).
+    A declared oversize is refused without reading the body: the connection front
+    (adapter.transport.front) lets the client finish sending and closes the connection.
     """
     stream = environ["wsgi.input"]
     length_text = environ.get("CONTENT_LENGTH") or ""
@@ -42,9 +37,6 @@ def read_body(environ: dict[str, Any], limit: int, drain: bool = True) -> bytes:
         except ValueError:
             raise BodyUnreadable("ongeldige Content-Length") from None
         if length > limit:
-            if drain and length <= DRAIN_FACTOR * limit:
-                while stream.read(_CHUNK):
-                    pass
             raise BodyTooLarge(f"het bericht is {length} bytes; de grens is {limit}")
     data: bytes = stream.read(int(length_text)) if length_text else stream.read(limit + 1)
     if len(data) > limit:

@@ -9,17 +9,15 @@ from adapter.errors import UnknownParty
 from adapter.party import Party
 from adapter.pki.identity import read_identity
 
-# Set by whatever terminated TLS when it is not gunicorn (tests call the app without a socket).
-# WSGI keys without an HTTP_ prefix cannot be set by a client's headers.
+# Set by whatever terminated TLS: the connection front (adapter.transport.front), the kit's
+# listener, or a test calling the app without a socket. WSGI keys without an HTTP_ prefix
+# cannot be set by a client's headers.
 CLIENT_CERT_KEY = "dk_adapter.client_certificate"
 
 
 def peer_certificate(environ: dict[str, Any]) -> bytes | None:
     """DER of the client's leaf certificate; the TLS handshake already verified its chain."""
     der = environ.get(CLIENT_CERT_KEY)
-    if der is None and (sock := environ.get("gunicorn.socket")) is not None:
-        getpeercert = getattr(sock, "getpeercert", None)
-        der = getpeercert(binary_form=True) if getpeercert else None
     return der if isinstance(der, bytes) and der else None
 
 

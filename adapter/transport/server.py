@@ -1,7 +1,9 @@
-"""gunicorn (gthread workers) serving a WSGI app over mutual TLS, configured from our Config.
+"""gunicorn serving a WSGI app over mutual TLS, configured from our Config.
 
-Which app it serves is not its business: `run_server` gets a factory that each worker calls
-after the fork (adapter.wiring builds the adapter's).
+The master is gunicorn's; each worker is our asyncio front (adapter.transport.worker), which
+does the TLS handshake itself with the context built here. Which app it serves is not its
+business: `run_server` gets a factory that each worker calls after the fork (adapter.wiring
+builds the adapter's).
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
         self._context: ssl.SSLContext | None = None
         super().__init__()
 
-    def _ssl_context(self, _conf: Any, _default_factory: Any) -> ssl.SSLContext:
-        # gunicorn asks for a context per connection; build ours once per process.
+    def tls_context(self) -> ssl.SSLContext:
+        """The server's TLS context, built once per process (again after a reload)."""
         if self._context is None:
             self._context = server_context(self.config.tls)
         return self._context
@@ -49,20 +51,19 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
         settings = {
             "bind": [f"{server.host}:{server.port}"],
             "workers": server.workers,
-            "worker_class": "gthread",
+            "worker_class": "adapter.transport.worker.FrontWorker",
             "threads": server.threads,
             "keepalive": server.keepalive_seconds,
-            # The ssl_context hook is only used when certfile/keyfile are set as well.
-            "certfile": str(self.config.tls.certificate),
-            "keyfile": str(self.config.tls.private_key),
-            "ssl_context": self._ssl_context,
-            # Spread keep-alive connections over workers instead of one accepting them all.
+            # Each worker binds its own socket with SO_REUSEPORT and the kernel spreads new
+            # connections over them; the master then holds no socket (and logs no address:
+            # the workers log theirs).
             "reuse_port": True,
             "proc_name": "dk-adapter",
             # gunicorn's control socket lives at one fixed path per user, so two adapters
             # (or test servers) would fight over it; operations go through signals instead.
             "control_socket_disable": True,
             "child_exit": _worker_exited,
+            "when_ready": self._log_address,
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
@@ -86,6 +87,11 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
             self._context = None  # the next connection builds it with the new CRLs
             log.info("configuration reloaded from %s", config.file)
         super().reload()
+
+    def _log_address(self, _arbiter: Any) -> None:
+        # gunicorn's own "Listening at" line is empty with reuse_port: its master binds nothing.
+        server = self.config.server
+        log.info("mTLS listener at https://%s:%s", server.host, server.port)
 
     def load(self) -> WsgiApp:
         return self.app_factory(self.config)

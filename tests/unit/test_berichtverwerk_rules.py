@@ -20,7 +20,7 @@ from adapter.berichtenbox.pdf import check_pdf
 from adapter.config import Organisation, load_organisations
 from adapter.soap.schema import SchemaSet
 from adapter.soap.xml import parse_untrusted
-from adapter.store.blobs import BlobStore
+from adapter.store.blobs import LocalBlobStore
 from adapter.store.db import Database
 from adapter.store.models import Account, Bericht, BerichtBijlage, Bijlage, Subscription
 from tests import pdf_samples as pdfs
@@ -34,7 +34,7 @@ SCHEMAS = SchemaSet(ROOT / "xsd")
 
 @pytest.fixture(scope="module")
 def database(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    database = Database(database_url, BlobStore(tmp_path_factory.mktemp("blobs")))
+    database = Database(database_url, LocalBlobStore(tmp_path_factory.mktemp("blobs")))
     database.create_schema()
     now = datetime.now(UTC)
     with database.transaction() as session:
@@ -242,3 +242,19 @@ def test_an_oversized_inline_bijlage_is_its_own_berichts_problem_not_the_batches
         good: ("Verwerkt", None),
     }
     assert stored(database, big) == (0, 0) and stored(database, good) == (1, 1)
+
+
+def test_an_inhoud_with_characters_outside_base64_fails_the_batch_as_the_schema_would(
+    database: Database,
+) -> None:
+    # libxml2's xs:base64Binary check skips such characters, so the XSD step lets it pass.
+    bad, good = new_ids(2)
+    payload = batch_xml([bericht(bad, minimal_pdf(400)), bericht(good, minimal_pdf(400))])
+    payload = payload.replace(b"<ber:Inhoud>", b"<ber:Inhoud>!*$", 1)
+    assert run(database, payload) == {
+        berichtverwerk.NIL_GUID: (
+            "XmlValidatieTegenXsdValtNegatiefUit",
+            "een Inhoud is geen base64 (xs:base64Binary)",
+        )
+    }
+    assert stored(database, bad) == (0, 0) and stored(database, good) == (0, 0)

@@ -75,6 +75,6 @@ def test_require_pdfa_must_be_a_boolean(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_organisations(file)
     assert (caught.value.key, caught.value.reason) == (
-        "organisation[0].require_pdfa",
+        "organisation #1 (00000099000000002000).require_pdfa",
         "must be a bool, not 'ja'",
     )

@@ -291,3 +291,48 @@ def test_error_of_reads_the_code_and_description_of_a_message_error() -> None:
 
 def test_error_of_a_business_message_is_none() -> None:
     assert error_of(message()[1]) is None
+
+
+def _second(tag: str) -> Callable[[etree._Element], None]:
+    return lambda envelope: envelope.append(etree.Element(f"{S}{tag}"))
+
+
+def _header_block(
+    must_understand: str | None, namespace: str = "urn:x"
+) -> Callable[[etree._Element], None]:
+    def add(envelope: etree._Element) -> None:
+        block = etree.SubElement(find(envelope, "SOAP:Header"), f"{{{namespace}}}Trace")
+        if must_understand is not None:
+            block.set(f"{S}mustUnderstand", must_understand)
+
+    return add
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "location"),
+    [
+        pytest.param(_second("Body"), OtherXml, "/Envelope", id="two Bodies"),
+        pytest.param(_second("Header"), OtherXml, "/Envelope", id="two Headers"),
+        pytest.param(_header_block("1"), NotSupported, "//Header/Trace", id="mustUnderstand 1"),
+        pytest.param(
+            _header_block("true"), NotSupported, "//Header/Trace", id="mustUnderstand true"
+        ),
+    ],
+)
+def test_an_envelope_that_is_not_one_soap_11_message_we_fully_process_is_refused(
+    change: Callable[[etree._Element], None], error: type[EbmsError], location: str
+) -> None:
+    with pytest.raises(error) as raised:
+        read_header(broken(change))
+    assert raised.value.location == location
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_header_block(None), _header_block("0"), _header_block("1", EB)],
+    ids=["no mustUnderstand", "mustUnderstand 0", "an ebMS block"],
+)
+def test_a_header_block_we_need_not_understand_or_do_understand_is_read_past(
+    change: Callable[[etree._Element], None],
+) -> None:
+    assert read_header(broken(change)).action == "GLOBE-R-BV-Request"

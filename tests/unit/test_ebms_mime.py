@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from adapter.ebms.mime import Package, build_package, cid_url, parse_package
-from adapter.errors import EbmsError, MimeProblem
+from adapter.errors import EbmsError, MimeProblem, XmlNotUtf8
 
 SOAP = b'<?xml version="1.0" encoding="UTF-8"?>\r\n<SOAP:Envelope xmlns:SOAP="urn:x"/>'
 TRICKY = (
@@ -338,3 +338,48 @@ def test_building_refuses_a_content_id_used_twice() -> None:
 def test_building_refuses_a_boundary_rfc_2046_does_not_allow() -> None:
     with pytest.raises(ValueError, match="invalid MIME boundary"):
         build_package(SOAP, [], boundary="ends with space ")
+
+
+@pytest.mark.parametrize(
+    "junk", [b"!*$", b"\x00", b"%", b"-_"], ids=["punctuation", "nul", "percent", "url-safe"]
+)
+def test_base64_with_a_character_outside_the_alphabet_is_a_mime_problem(junk: bytes) -> None:
+    encoded = base64.encodebytes(b"%PDF-1.7 " * 20)
+    payload = (
+        b"Content-ID: <b@x>\r\nContent-Type: application/pdf\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded[:12] + junk + encoded[12:]
+    )
+    assert "not valid base64" in problem(CT, multipart(soap_part(), payload)).description
+
+
+def test_base64_broken_into_lines_of_any_length_is_decoded() -> None:
+    content = bytes(range(256)) * 4
+    encoded = base64.b64encode(content)
+    lines = b"\r\n".join(encoded[i : i + 57] for i in range(0, len(encoded), 57)) + b" \t\n"
+    payload = (
+        b"Content-ID: <b@x>\r\nContent-Type: application/pdf\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + lines
+    )
+    assert parse_package(CT, multipart(soap_part(), payload)).attachment("cid:b@x").body == content
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/xml; charset=iso-8859-1", SOAP),
+        (CT, multipart(soap_part(content_type="text/xml; charset=ISO-8859-1"))),
+        (CT, multipart(soap_part(content_type='text/xml; charset="utf-16"'))),
+    ],
+    ids=["single-part", "multipart", "multipart-quoted-utf-16"],
+)
+def test_a_soap_part_declaring_a_charset_other_than_utf8_is_refused_as_not_utf8(
+    content_type: str, body: bytes
+) -> None:
+    with pytest.raises(XmlNotUtf8, match="alleen UTF-8"):
+        parse_package(content_type, body)
+
+
+@pytest.mark.parametrize("charset", ["UTF-8", "utf-8", '"utf8"'])
+def test_a_soap_part_declaring_utf8_in_any_spelling_is_accepted(charset: str) -> None:
+    package = parse_package(CT, multipart(soap_part(content_type=f"text/xml; charset={charset}")))
+    assert package.soap.body == SOAP

@@ -191,7 +191,8 @@ def test_a_fault_carries_a_qualified_faultcode_and_the_digikoppeling_faultstring
     code = fault.findtext("faultcode")
     assert code == "s:Client"
     assert fault.nsmap["s"] == SOAP_ENV
-    assert fault.findtext("faultstring") == "0001 Invalide soap envelope"
+    # Without a detail element, the reason follows the code and text in the faultstring.
+    assert fault.findtext("faultstring") == "0001 Invalide soap envelope: niet leesbaar"
     assert fault.find("detail") is None
 
 

@@ -13,7 +13,7 @@ from adapter.errors import (
     XmlRejected,
     XmlTooComplex,
 )
-from adapter.soap.xml import XmlLimits, parse_trusted_file, parse_untrusted
+from adapter.soap.xml import XmlLimits, iterparse_untrusted, parse_trusted_file, parse_untrusted
 from tests.berichtverwerk_samples import batch_xml, minimal_pdf
 from tests.conftest import ROOT
 
@@ -97,7 +97,6 @@ def test_a_declared_encoding_other_than_utf8_is_refused_by_name() -> None:
         pytest.param(b"<a>", id="unclosed"),
         pytest.param(b"not xml at all", id="text"),
         pytest.param(b"<a/><b/>", id="two roots"),
-        pytest.param(b"<a>\xff</a>", id="bytes that are not UTF-8"),
     ],
 )
 def test_a_document_that_is_not_well_formed_is_refused(data: bytes) -> None:
@@ -239,3 +238,20 @@ def test_an_xml_1_1_declaration_is_refused_by_name() -> None:
     with pytest.raises(ForbiddenMarkup) as raised:
         parse_untrusted(b'<?xml version="1.1" encoding="UTF-8"?><a/>')
     assert raised.value.reason == "XML-versie 1.1 is niet toegestaan, gebruik XML 1.0"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"<a>Uw \xc3( besluit</a>", id="broken-sequence"),
+        pytest.param(b"<a>\xff\xfe</a>", id="bytes-that-never-start-utf-8"),
+        pytest.param("<a>é</a>".encode("latin-1"), id="latin-1-undeclared"),
+    ],
+)
+def test_bytes_that_are_no_utf8_are_refused_as_not_utf8_rather_than_malformed(
+    data: bytes,
+) -> None:
+    with pytest.raises(XmlNotUtf8, match="geen geldige UTF-8"):
+        parse_untrusted(data)
+    with pytest.raises(XmlNotUtf8, match="geen geldige UTF-8"):
+        list(iterparse_untrusted(data))

@@ -239,7 +239,10 @@ def _endpoint(reader: _Reader, transport: etree._Element, where: str) -> str | N
     uri = reader.required_attr(endpoints[0], "uri", f"{where}/Endpoint")
     if uri is None:
         return None
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. an unbalanced "[" in the host: reported like any bad URL
+        parts = urlsplit("")
     if parts.scheme != "https" or not parts.netloc:
         reader.problem(
             f"{where}/Endpoint/@uri", f"{uri!r} is not an https:// URL (Digikoppeling: HTTPS only)"

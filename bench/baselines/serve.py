@@ -1,0 +1,99 @@
+"""Serve a baseline app as `dk-adapter serve` serves the adapter: gunicorn gthread workers
+over mutual TLS with `adapter.transport.tls.server_context` (same protocol versions,
+ciphers, client-certificate and CRL checks), `reuse_port`, the same keep-alive.
+
+Run: `python -m bench.baselines.serve --app bare_lxml|bare_lxml_signed|spyne --port N
+--pki DIR` (DIR as `adapter.pki.devca.init_dev_pki` writes it). Stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from adapter.config import TlsConfig
+from adapter.transport.tls import server_context
+from bench.baselines.bare_lxml import WsgiApp
+
+APPS = ("bare_lxml", "bare_lxml_signed", "spyne")
+KEEPALIVE_SECONDS = 30  # the adapter's default server.keepalive_seconds
+
+
+def load_app(name: str, pki: Path) -> WsgiApp:
+    if name == "bare_lxml":
+        from bench.baselines.bare_lxml import app
+
+        return app
+    if name == "bare_lxml_signed":
+        from bench.baselines.bare_lxml import signed_app
+
+        return signed_app(
+            pki / "receipt-signing.key", pki / "receipt-signing.pem", pki / "chain.pem"
+        )
+    from bench.baselines.spyne_app import app as spyne_app
+
+    wsgi: WsgiApp = spyne_app
+    return wsgi
+
+
+class BaselineServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, app: str, port: int, pki: Path, workers: int, threads: int) -> None:
+        self.app, self.port, self.pki = app, port, pki
+        self.workers, self.threads = workers, threads
+        self.tls = TlsConfig(
+            certificate=pki / "server.pem",
+            private_key=pki / "server.key",
+            trust_anchors=pki / "root-ca.pem",
+            intermediates=pki / "chain.pem",
+            crl=pki / "crl.pem",
+            openssl_conf=None,
+        )
+        self._context: ssl.SSLContext | None = None
+        super().__init__()
+
+    def _ssl_context(self, _conf: Any, _default_factory: Any) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = server_context(self.tls)
+        return self._context
+
+    def load_config(self) -> None:
+        settings = {
+            "bind": [f"127.0.0.1:{self.port}"],
+            "workers": self.workers,
+            "worker_class": "gthread",
+            "threads": self.threads,
+            "keepalive": KEEPALIVE_SECONDS,
+            "certfile": str(self.tls.certificate),
+            "keyfile": str(self.tls.private_key),
+            "ssl_context": self._ssl_context,
+            "reuse_port": True,
+            "proc_name": f"bench-{self.app}",
+            "control_socket_disable": True,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "warning",
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> WsgiApp:
+        return load_app(self.app, self.pki)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--app", choices=APPS, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--pki", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args(argv)
+    BaselineServer(args.app, args.port, args.pki, args.workers, args.threads).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The blob store's interface, its local directory, and the `[blobs]` configuration."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from adapter.config import BlobConfig, ConfigError, load_config
+from adapter.store.blobs import BlobMissing, LocalBlobStore, S3BlobStore, open_blob_store
+from tests.conftest import CONF
+
+BASE = (CONF / "adapter.toml").read_text()
+LOCAL = 'store = "local"                        #'
+
+
+def write(tmp_path: Path, adapter: str) -> Path:
+    conf = tmp_path / "conf"
+    conf.mkdir(exist_ok=True)
+    (conf / "organisations.toml").write_text((CONF / "organisations.toml").read_text())
+    (conf / "adapter.toml").write_text(adapter)
+    return conf / "adapter.toml"
+
+
+def with_blobs(tmp_path: Path, lines: str) -> Path:
+    assert LOCAL in BASE
+    return write(tmp_path, BASE.replace(LOCAL, lines + "\n#"))
+
+
+# --- the local directory -----------------------------------------------------------------------
+
+
+def test_put_returns_the_sha256_and_get_gives_the_content_back(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    digest = store.put(b"%PDF-1.7 inhoud")
+    assert digest == hashlib.sha256(b"%PDF-1.7 inhoud").hexdigest()
+    assert store.get(digest) == b"%PDF-1.7 inhoud"
+    assert store.path(digest) == tmp_path / digest[:2] / digest[2:4] / digest
+
+
+def test_the_same_content_is_stored_once_and_no_temporary_file_stays(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    assert store.put(b"twee keer") == store.put(b"twee keer")
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert [f.name for f in files] == [hashlib.sha256(b"twee keer").hexdigest()]
+
+
+def test_a_missing_blob_is_blob_missing_which_is_a_file_not_found(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    with pytest.raises(BlobMissing):
+        store.get("0" * 64)
+    with pytest.raises(FileNotFoundError):  # what the citizen pages catch
+        store.get("0" * 64)
+
+
+def test_delete_removes_the_content_and_a_second_delete_is_harmless(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    digest = store.put(b"weg ermee")
+    store.delete(digest)
+    store.delete(digest)
+    assert not store.path(digest).exists()
+
+
+# --- choosing the store ------------------------------------------------------------------------
+
+
+def test_the_default_is_the_local_directory_of_ebms_blob_dir() -> None:
+    config = load_config(CONF / "adapter.toml", environ={})
+    assert config.blobs == BlobConfig("local", config.ebms.blob_dir)
+    store = open_blob_store(config.blobs)
+    assert isinstance(store, LocalBlobStore) and store.root == config.ebms.blob_dir
+
+
+def test_an_s3_store_is_read_with_every_key(tmp_path: Path) -> None:
+    config = load_config(
+        with_blobs(
+            tmp_path,
+            'store = "s3"\nbucket = "dk-bijlagen"\nendpoint_url = "https://s3.example.nl/"\n'
+            'region = "eu-west-1"\nprefix = "bijlagen/"\naddressing_style = "virtual"\n'
+            'access_key_env = "S3_KEY"\nsecret_key_env = "S3_SECRET"\ntimeout_seconds = 5',
+        ),
+        environ={},
+    )
+    assert config.blobs == BlobConfig(
+        store="s3",
+        directory=config.ebms.blob_dir,
+        bucket="dk-bijlagen",
+        endpoint_url="https://s3.example.nl",
+        region="eu-west-1",
+        prefix="bijlagen/",
+        addressing_style="virtual",
+        access_key_env="S3_KEY",
+        secret_key_env="S3_SECRET",
+        timeout_seconds=5.0,
+    )
+    store = open_blob_store(config.blobs)
+    assert isinstance(store, S3BlobStore) and store.key("ab" * 32) == "bijlagen/" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("lines", "key", "reason"),
+    [
+        ('store = "ftp"', "blobs.store", "must be one of"),
+        ('store = "s3"', "blobs.bucket", "is required"),
+        ('store = "s3"\nbucket = "Bijlagen_NL"', "blobs.bucket", "bucket name"),
+        ('store = "local"\nbucket = "dk-bijlagen"', "blobs.bucket", 'only to store = "s3"'),
+        (
+            'store = "s3"\nbucket = "dk-bijlagen"\nendpoint_url = "s3.example.nl"',
+            "blobs.endpoint_url",
+            "http:// or https://",
+        ),
+        (
+            'store = "s3"\nbucket = "dk-bijlagen"\naccess_key_env = "S3_KEY"',
+            "blobs.secret_key_env",
+            "both key variables",
+        ),
+        (
+            'store = "s3"\nbucket = "dk-bijlagen"\naddressing_style = "dns"',
+            "blobs.addressing_style",
+            "must be one of",
+        ),
+        ('store = "s3"\nbucket = "dk-bijlagen"\nsecret = "x"', "blobs.secret", "unknown key"),
+    ],
+    ids=[
+        "unknown-store",
+        "no-bucket",
+        "bad-bucket",
+        "s3-key-with-local",
+        "endpoint-no-url",
+        "half-a-key-pair",
+        "bad-addressing",
+        "unknown-key",
+    ],
+)
+def test_a_bad_blobs_value_names_file_key_and_reason(
+    tmp_path: Path, lines: str, key: str, reason: str
+) -> None:
+    file = with_blobs(tmp_path, lines)
+    with pytest.raises(ConfigError) as caught:
+        load_config(file, environ={})
+    assert caught.value.file == str(file.resolve())
+    assert caught.value.key == key
+    assert reason in caught.value.reason
