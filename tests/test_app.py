@@ -194,3 +194,18 @@ def test_the_configured_xml_limits_reach_the_endpoint(
     assert (
         "dieper genest dan 4" in verify(etree.fromstring(answer), pki.root).receipt.outcome.reason
     )
+
+
+def test_a_fault_that_cannot_be_built_still_answers_a_bare_0051(
+    app: AdapterApp, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defect in building a refusal (here: signing its receipt) must not cost the answer."""
+    endpoint = app.routes["/abonnementen"].endpoint
+
+    def broken_sign(_receipt: object) -> None:
+        raise RuntimeError("a defect while building the fault")
+
+    monkeypatch.setattr(endpoint.signer, "sign", broken_sign)  # type: ignore[attr-defined]
+    status, _, answer = call(app, der_of(pki.clients[GEMEENTE].certificate), b"<niet-soap/>")
+    assert status.startswith("500")
+    assert faultstring(answer) == "0051 Service niet beschikbaar"

@@ -159,7 +159,7 @@ class WusEndpoint:
             if isinstance(error, (StoreUnavailable, StoreConflict)):
                 log.error("request %s: database error: %s", progress.request_id, error.reason)
             refusal = error if isinstance(error, SoapFault) else as_soap_fault(error)
-            return self._fault(refusal, progress)
+            return self._answer_fault(refusal, progress)
         except Exception:
             # A bug must not leave the caller without an answer, nor with a stack trace.
             log.exception(
@@ -168,7 +168,7 @@ class WusEndpoint:
                 extra={"request_id": progress.request_id},
             )
             refusal = ServiceUnavailable("interne fout")
-            return self._fault(refusal, progress)
+            return self._answer_fault(refusal, progress)
         finally:
             oin = progress.party.oin if progress.party else "unknown"
             outcome = "refused" if refusal else "accepted"
@@ -298,6 +298,19 @@ class WusEndpoint:
             body_hash=progress.body_hash or raw_hash(b""),
             outcome=outcome,
         )
+
+    def _answer_fault(self, fault: SoapFault, progress: _Progress) -> HttpResult:
+        """The fault with its receipt, or, should building that fail, a bare 0051 fault.
+
+        A refusal's text comes from the request; whatever it holds, the caller still gets a
+        SOAP fault it can parse (nothing of the request in it), never a broken connection.
+        """
+        try:
+            return self._fault(fault, progress)
+        except Exception:
+            log.exception("request %s: the fault could not be built", progress.request_id)
+            bare = ServiceUnavailable()
+            return HttpResult("500 Internal Server Error", build_fault(bare), bare.http_headers)
 
     def _fault(self, fault: SoapFault, progress: _Progress) -> HttpResult:
         oin = progress.party.oin if progress.party else "-"
