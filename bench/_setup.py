@@ -48,7 +48,7 @@ from tests.conftest import (
     Pki,
     _wait_for_port,
     free_port,
-    run_cli,
+    import_example_accounts,
     write_config,
 )
 
@@ -189,16 +189,7 @@ def running_server(
     nobody listens on)."""
     port = free_port()
     config = write_config(directory, _config_pki(files), database_url, port, peer_port)
-    imported = run_cli(
-        "accounts",
-        "import",
-        str(CONF / "accounts.example.csv"),
-        "--quiet",
-        config=config,
-        database_url=database_url,
-    )
-    if imported.returncode != 0:
-        raise RuntimeError(f"accounts import failed:\n{imported.stdout}{imported.stderr}")
+    import_example_accounts(config, database_url)
     log = directory / "server.log"
     env = {**os.environ, "DATABASE_URL": database_url}
     with log.open("wb") as log_handle:
@@ -225,7 +216,7 @@ def running_server(
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _stat_fields(pid: int) -> list[str]:
+def stat_fields(pid: int) -> list[str]:
     """Fields of /proc/PID/stat after the command name (which may hold spaces): state first."""
     data = Path(f"/proc/{pid}/stat").read_text()
     return data.rpartition(")")[2].split()
@@ -239,7 +230,7 @@ def children(pid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            if int(_stat_fields(int(entry.name))[1]) == pid:
+            if int(stat_fields(int(entry.name))[1]) == pid:
                 found.append(int(entry.name))
         except (OSError, IndexError, ValueError):
             continue  # gone meanwhile
@@ -248,7 +239,7 @@ def children(pid: int) -> list[int]:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), in seconds."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
@@ -398,9 +389,7 @@ class LoadResult:
         self.body_bytes += other.body_bytes
 
 
-def _exchange(
-    conn: http.client.HTTPSConnection, workload: Workload, request: Request
-) -> str | None:
+def exchange(conn: http.client.HTTPSConnection, workload: Workload, request: Request) -> str | None:
     try:
         conn.request("POST", request.path, body=request.body, headers=request.headers)
         response = conn.getresponse()
@@ -436,11 +425,11 @@ def _connection(
             conn.connect()
             for request in workload.setup(connection):
                 out.setup_requests += 1
-                problem = _exchange(conn, workload, request)
+                problem = exchange(conn, workload, request)
                 if problem:
                     out.setup_errors.append(problem)
             out.warmups += 1
-            problem = _exchange(conn, workload, workload.request(connection, sent))
+            problem = exchange(conn, workload, workload.request(connection, sent))
             sent += 1
             if problem:
                 out.errors.append(f"warm-up: {problem}")
@@ -460,7 +449,7 @@ def _connection(
                 out.reconnects += 1
             request = workload.request(connection, sent)
             began = time.monotonic()
-            problem = _exchange(conn, workload, request)
+            problem = exchange(conn, workload, request)
             ended = time.monotonic()
             sent += 1
             out.requests += 1

@@ -87,12 +87,16 @@ from bench._setup import (  # noqa: E402
     RunningServer,
     Workload,
     build_pki,
+    cpu_seconds,
     database,
+    exchange,
+    peak_rss_kib,
     percentile_ms,
     redacted,
     run_load,
     running_server,
     split_connections,
+    stat_fields,
 )
 from bench.abonnementen import BSN, Abonnementen  # noqa: E402
 from tests.conftest import _wait_for_port, free_port  # noqa: E402
@@ -137,12 +141,6 @@ GOALS = {
 
 # --- the server's process tree (/proc) -------------------------------------------------------
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-
 
 def process_tree(pid: int) -> list[int]:
     """`pid` and all its descendants, whatever front or workers the server runs."""
@@ -150,7 +148,7 @@ def process_tree(pid: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                parents.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+                parents.setdefault(int(stat_fields(int(entry.name))[1]), []).append(int(entry.name))
             except (OSError, IndexError, ValueError):
                 continue
     tree, todo = [], [pid]
@@ -165,10 +163,9 @@ def tree_cpu_seconds(pid: int) -> float:
     total = 0.0
     for member in process_tree(pid):
         try:
-            fields = _stat(member)
+            total += cpu_seconds(member)
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
     return total
 
 
@@ -177,10 +174,8 @@ def worker_peak_rss_mib(pid: int) -> float:
     peak = 0
     for member in process_tree(pid)[1:]:
         try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
-        except OSError:
+            peak = max(peak, peak_rss_kib(member))
+        except (OSError, ValueError):
             continue
     return peak / 1024
 
@@ -231,21 +226,6 @@ class OpenSpec:
     workload: Workload
 
 
-def _exchange(
-    conn: http.client.HTTPSConnection, workload: Workload, request: Request
-) -> str | None:
-    try:
-        conn.request("POST", request.path, body=request.body, headers=request.headers)
-        response = conn.getresponse()
-        problem = workload.check(request, response.status, response.read())
-    except (OSError, http.client.HTTPException) as exc:
-        conn.close()
-        return f"{type(exc).__name__}: {exc}"
-    if response.will_close:
-        conn.close()
-    return problem
-
-
 def _open_connection(
     spec: OpenSpec,
     connection: int,
@@ -263,7 +243,7 @@ def _open_connection(
         try:
             conn.connect()
             out.warmups += 1
-            if _exchange(conn, spec.workload, spec.workload.request(connection, 0)) is None:
+            if exchange(conn, spec.workload, spec.workload.request(connection, 0)) is None:
                 out.warmups_good += 1
         except OSError as exc:
             out.errors.append(f"connect: {type(exc).__name__}: {exc}")
@@ -281,7 +261,7 @@ def _open_connection(
             if conn.sock is None:
                 out.reconnects += 1
             request = spec.workload.request(connection, n)
-            problem = _exchange(conn, spec.workload, request)
+            problem = exchange(conn, spec.workload, request)
             ended = time.monotonic()
             n += 1
             out.requests += 1

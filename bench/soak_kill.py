@@ -39,7 +39,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._setup import _config_pki, build_pki, database, redacted  # noqa: E402
-from tests.conftest import CONF, GEMEENTE, free_port, run_cli, write_config  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    GEMEENTE,
+    free_port,
+    import_example_accounts,
+    write_config,
+)
 from tests.kill_helpers import (  # noqa: E402
     BatchStream,
     Node,
@@ -70,16 +75,10 @@ def main() -> int:
             port, peer_port, admin_port, citizen_port = (free_port() for _ in range(4))
             config = write_config(directory, pki, url, port, peer_port, admin_port, citizen_port)
             keep_results_longer(directory / "cpa", "P1D")
-            imported = run_cli(
-                "accounts",
-                "import",
-                str(CONF / "accounts.example.csv"),
-                "--quiet",
-                config=config,
-                database_url=url,
-            )
-            if imported.returncode != 0:
-                print(imported.stderr, file=sys.stderr)
+            try:
+                import_example_accounts(config, url)
+            except RuntimeError as failed:
+                print(failed, file=sys.stderr)
                 return 1
             node = Node(config, url, directory / "server.log", (port, admin_port, citizen_port))
             started = time.monotonic()

@@ -256,6 +256,20 @@ def run_cli(*args: str, config: Path, database_url: str) -> subprocess.Completed
     )
 
 
+def import_example_accounts(config: Path, database_url: str) -> None:
+    """`dk-adapter accounts import` of conf/accounts.example.csv, as `make run` does first."""
+    imported = run_cli(
+        "accounts",
+        "import",
+        str(CONF / "accounts.example.csv"),
+        "--quiet",
+        config=config,
+        database_url=database_url,
+    )
+    if imported.returncode != 0:
+        raise RuntimeError(f"accounts import failed:\n{imported.stdout}{imported.stderr}")
+
+
 @dataclass
 class Server:
     url: str
@@ -314,15 +328,7 @@ def running_server(
     config = write_config(directory, pki, database_url, port, peer_port, admin_port, citizen_port)
     if prepare is not None:
         prepare(directory)
-    imported = run_cli(
-        "accounts",
-        "import",
-        str(CONF / "accounts.example.csv"),
-        "--quiet",
-        config=config,
-        database_url=database_url,
-    )
-    assert imported.returncode == 0, imported.stderr
+    import_example_accounts(config, database_url)
     log = directory / "server.log"
     process = start_server(config, database_url, log)
     engine = create_engine(database_url)

@@ -35,7 +35,7 @@ from adapter.kit.conformance.client_mode import Listener
 from adapter.kit.conformance.model import CaseResult, Status
 from adapter.kit.receiver import EbmsReceiver
 from adapter.kit.sender import BerichtSpec, build_batch, deliver
-from tests.conftest import CONF, GEMEENTE, Pki, free_port, run_cli, write_config
+from tests.conftest import GEMEENTE, Pki, free_port, import_example_accounts, write_config
 from tests.ebms_helpers import MIJNOVERHEID, NOT_SUBSCRIBED, SUBSCRIBED, cpa_id
 from tests.helpers import wait_until
 from tests.pdf_samples import good_pdf
@@ -63,15 +63,7 @@ def graded(
     directory = tmp_path_factory.mktemp("listen")
     port, peer_port = free_port(), free_port()
     config_file = write_config(directory, pki, database_url, port, peer_port)
-    imported = run_cli(
-        "accounts",
-        "import",
-        str(CONF / "accounts.example.csv"),
-        "--quiet",
-        config=config_file,
-        database_url=database_url,
-    )
-    assert imported.returncode == 0, imported.stderr
+    import_example_accounts(config_file, database_url)
     config = load_config(config_file, {"DATABASE_URL": database_url})
     client = pki.clients[GEMEENTE]
     with (

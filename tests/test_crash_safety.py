@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONF, GEMEENTE, Pki, free_port, run_cli, write_config
+from tests.conftest import GEMEENTE, Pki, free_port, import_example_accounts, write_config
 from tests.kill_helpers import (
     BatchStream,
     Node,
@@ -42,15 +42,7 @@ def node(
     port, peer_port, admin_port, citizen_port = (free_port() for _ in range(4))
     config = write_config(directory, pki, database_url, port, peer_port, admin_port, citizen_port)
     keep_results_longer(directory / "cpa")
-    imported = run_cli(
-        "accounts",
-        "import",
-        str(CONF / "accounts.example.csv"),
-        "--quiet",
-        config=config,
-        database_url=database_url,
-    )
-    assert imported.returncode == 0, imported.stderr
+    import_example_accounts(config, database_url)
     node = Node(config, database_url, directory / "server.log", (port, admin_port, citizen_port))
     node.start()
     try:

@@ -27,13 +27,12 @@ from adapter.ebms.outbound import PARALLEL_DELIVERIES, Deliverer, OutboundTls
 from adapter.store.db import Database
 from adapter.store.locks import job_lock_holder
 from tests.conftest import (
-    CONF,
     GEMEENTE,
     Pki,
     _wait_for_port,
     free_port,
+    import_example_accounts,
     postgres_schema,
-    run_cli,
     write_config,
 )
 from tests.kill_helpers import (
@@ -117,15 +116,7 @@ def cluster(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clus
                     env=CREDENTIALS,
                 )
             )
-        imported = run_cli(
-            "accounts",
-            "import",
-            str(CONF / "accounts.example.csv"),
-            "--quiet",
-            config=nodes[0].config,
-            database_url=database_url,
-        )
-        assert imported.returncode == 0, imported.stderr
+        import_example_accounts(nodes[0].config, database_url)
         balancer_port = free_port()
         haproxy_cfg = directory / "haproxy.cfg"
         haproxy_cfg.write_text(
