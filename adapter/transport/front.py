@@ -193,7 +193,10 @@ class Front:
         except (_ClientGone, ConnectionError, ssl.SSLError, TimeoutError):
             pass
         finally:
-            transport.abort() if writer.transport.is_closing() else writer.close()
+            if transport.is_closing():
+                transport.abort()  # the peer is gone: no TLS shutdown to wait for
+            else:
+                writer.close()
 
 
 class _Exchange:
@@ -258,10 +261,10 @@ class _Exchange:
 
     async def _serve(self, request: h11.Request) -> bool:
         """Answer one request; whether the connection may carry another."""
-        target = request.target.decode("latin-1")
-        path, _, query = target.partition("?")
-        body = await self._body(request, unquote(path, "latin-1"))
-        environ = self._environ(request, unquote(path, "latin-1"), query, body.stream)
+        raw_path, _, query = request.target.decode("latin-1").partition("?")
+        path = unquote(raw_path, "latin-1")
+        body = await self._body(request, path)
+        environ = self._environ(request, path, query, body.stream)
         loop = asyncio.get_running_loop()
         status, headers, content = await loop.run_in_executor(
             self.front.pool, _call_app, self.front.app, environ
