@@ -3,7 +3,8 @@ apps, with one load generator, printed as a table with ratios and goals, written
 plotted.
 
 Run: `.venv/bin/python bench/run.py [--quick] [--out DIR] [--skip PART ...]`
-(`make bench` runs it in full; PART is one of signing, abonnementen, berichtverwerk, sweep).
+(`make bench` runs it in full; PART is one of signing, abonnementen, berichtverwerk, sweep,
+profile; `--profile abonnementen-1-klant` profiles that workload only).
 
 What it does, all on loopback and in a temporary directory that is removed afterwards:
 
@@ -698,20 +699,30 @@ def _profile_text(name: str, figures: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROFILED = ("abonnementen-1-klant", "berichtverwerk-1000")
+
+
 def profiles(
-    context: SpawnContext, files: PkiFiles, directory: Path, out: Path, seconds: float, stem: str
+    context: SpawnContext,
+    files: PkiFiles,
+    directory: Path,
+    out: Path,
+    seconds: float,
+    stem: str,
+    names: tuple[str, ...] = PROFILED,
 ) -> dict[str, Any]:
     """Profile the adapter (SQLite) under closed-loop load: ValidateAbonnementen with 1 Klant
-    and BerichtVerwerk batches of 1000 Berichten; a flame graph (SVG) and the top frames
-    (text) per workload, from two passes of `seconds` each."""
+    and BerichtVerwerk batches of 1000 Berichten (or those of `names`); a flame graph (SVG)
+    and the top frames (text) per workload, from two passes of `seconds` each."""
     gemeente = files.clients[GEMEENTE]
     client_cert = (str(gemeente.certificate), str(gemeente.private_key))
     peer = berichtverwerk.Peer(files, free_port())
     found: dict[str, Any] = {}
-    workloads: tuple[tuple[str, Workload], ...] = (
-        ("abonnementen-1-klant", Abonnementen(aanvraag([BSN], GEMEENTE), 1)),
-        ("berichtverwerk-1000", berichtverwerk.Batches(1000, False, False)),
-    )
+    every: dict[str, Workload] = {
+        "abonnementen-1-klant": Abonnementen(aanvraag([BSN], GEMEENTE), 1),
+        "berichtverwerk-1000": berichtverwerk.Batches(1000, False, False),
+    }
+    workloads = tuple((name, every[name]) for name in names)
     (directory / "profile").mkdir(parents=True, exist_ok=True)
     with (
         peer.serving(),
@@ -998,6 +1009,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short windows: a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where JSON and PNG go")
     parser.add_argument("--skip", choices=PARTS, action="append", default=[], help="leave out")
+    parser.add_argument(
+        "--profile", choices=PROFILED, action="append", help="profile only this workload"
+    )
     args = parser.parse_args(argv)
     windows = QUICK if args.quick else FULL
     started = datetime.now(UTC)
@@ -1051,7 +1065,13 @@ def main(argv: list[str] | None = None) -> int:
         if "profile" not in args.skip:
             try:
                 figures["profiles"] = profiles(
-                    context, files, directory, args.out, windows.profile, stem
+                    context,
+                    files,
+                    directory,
+                    args.out,
+                    windows.profile,
+                    stem,
+                    tuple(args.profile or PROFILED),
                 )
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
                 print(f"profile failed: {exc}", file=sys.stderr)

@@ -96,12 +96,12 @@ def why_not_receiving(bsn: str, standing: AccountStanding | None) -> str:
 
 def refusals(accounts: Accounts, bsns: Collection[str], oin: str, by_law: bool) -> dict[str, str]:
     """For each of `bsns` that `oin` may not send post to: why (see `why_not_receiving`)."""
-    allowed = accounts.may_receive(bsns, oin, by_law)
-    refused = [bsn for bsn in bsns if not allowed.get(bsn, False)]
-    if not refused:
-        return {}
-    standings = accounts.standing(refused, oin)
-    return {bsn: why_not_receiving(bsn, standings.get(bsn)) for bsn in refused}
+    standings = accounts.standing(bsns, oin)  # one query for the whole batch
+    return {
+        bsn: why_not_receiving(bsn, standing)
+        for bsn in bsns
+        if (standing := standings.get(bsn)) is None or not standing.receives(by_law)
+    }
 
 
 def answer(accounts: Accounts, aanvraag: Aanvraag, by_law: bool) -> etree._Element:

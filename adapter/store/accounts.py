@@ -9,7 +9,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
-from sqlalchemy import ColumnElement, String, any_, bindparam, delete, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    String,
+    any_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from stdnum.nl import bsn as bsn_number
@@ -118,25 +129,6 @@ def upsert_accounts(
     session.flush()
 
 
-def may_receive(session: Session, bsns: Iterable[str], oin: str, by_law: bool) -> dict[str, bool]:
-    """Per BSN: may `oin` send it post? By law: any existing account; else active and opted in."""
-    wanted = set(bsns)
-    accounts: dict[str, bool] = {
-        bsn: active
-        for bsn, active in session.execute(
-            select(Account.bsn, Account.active).where(Account.bsn.in_(wanted))
-        )
-    }
-    if by_law:
-        return {bsn: bsn in accounts for bsn in wanted}
-    subscribed = set(
-        session.scalars(
-            select(Subscription.bsn).where(Subscription.bsn.in_(wanted), Subscription.oin == oin)
-        )
-    )
-    return {bsn: accounts.get(bsn, False) and bsn in subscribed for bsn in wanted}
-
-
 @dataclass(frozen=True)
 class AccountStanding:
     """What decides whether an organisation may send a BSN post, besides a by-law grant."""
@@ -144,34 +136,66 @@ class AccountStanding:
     active: bool
     subscribed: bool  # opted in for the organisation asked about
 
+    def receives(self, by_law: bool) -> bool:
+        """May the organisation send this account post? By law: yes; else active and opted in."""
+        return by_law or (self.active and self.subscribed)
 
-def standing(session: Session, bsns: Iterable[str], oin: str) -> dict[str, AccountStanding]:
-    """Per BSN that has an account: is it active, and has it opted in for `oin`?"""
-    wanted = set(bsns)
-    subscribed = set(
-        session.scalars(
-            select(Subscription.bsn).where(Subscription.bsn.in_(wanted), Subscription.oin == oin)
-        )
+
+# Every account asked about, with its opt-in for one OIN if it has one: a single query.
+_STANDING = (
+    select(Account.bsn, Account.active, Subscription.oin)
+    .outerjoin(
+        Subscription, (Subscription.bsn == Account.bsn) & (Subscription.oin == bindparam("oin"))
     )
+    .where(Account.bsn.in_(bindparam("bsns", expanding=True)))
+)
+
+
+def standing(
+    session: Session | Connection, bsns: Iterable[str], oin: str
+) -> dict[str, AccountStanding]:
+    """Per BSN that has an account: is it active, and has it opted in for `oin`?"""
+    rows = session.execute(_STANDING, {"bsns": list(set(bsns)), "oin": oin})
+    return {bsn: AccountStanding(active, opted_in is not None) for bsn, active, opted_in in rows}
+
+
+def may_receive(session: Session, bsns: Iterable[str], oin: str, by_law: bool) -> dict[str, bool]:
+    """Per BSN: may `oin` send it post? By law: any existing account; else active and opted in."""
+    wanted = set(bsns)
+    return _receiving(wanted, standing(session, wanted, oin), by_law)
+
+
+def _receiving(
+    wanted: Iterable[str], found: dict[str, AccountStanding], by_law: bool
+) -> dict[str, bool]:
     return {
-        bsn: AccountStanding(active, bsn in subscribed)
-        for bsn, active in session.execute(
-            select(Account.bsn, Account.active).where(Account.bsn.in_(wanted))
-        )
+        bsn: (account := found.get(bsn)) is not None and account.receives(by_law) for bsn in wanted
     }
 
 
 class Accounts:
-    """The accounts repository of one transaction."""
+    """The accounts repository of one transaction.
 
-    def __init__(self, session: Session) -> None:
+    With `lookups` (SQLite), `may_receive` and `standing` read outside the transaction, on a
+    connection that takes no lock: an SQLite transaction holds the database's one write lock
+    from its first statement, and a ValidateAbonnementen request would hold it from this
+    lookup to its receipt, through the answer's building and signing, while every other
+    writer waits. They see the latest committed rows, as each statement on PostgreSQL does.
+    """
+
+    def __init__(self, session: Session, lookups: Engine | None = None) -> None:
         self.session = session
+        self._lookups = lookups
 
     def may_receive(self, bsns: Iterable[str], oin: str, by_law: bool) -> dict[str, bool]:
-        return may_receive(self.session, bsns, oin, by_law)
+        wanted = set(bsns)
+        return _receiving(wanted, self.standing(wanted, oin), by_law)
 
     def standing(self, bsns: Iterable[str], oin: str) -> dict[str, AccountStanding]:
-        return standing(self.session, bsns, oin)
+        if self._lookups is None:
+            return standing(self.session, bsns, oin)
+        with self._lookups.connect() as connection:
+            return standing(connection, bsns, oin)
 
     def upsert(self, rows: Sequence[AccountRow], now: datetime | None = None) -> None:
         upsert_accounts(self.session, rows, now)

@@ -22,6 +22,16 @@ commit), on SQLite the database write lock that `BEGIN IMMEDIATE` took. The prim
 done before the lock (hashing the receipt, writing the caller's rows) is done before it, so
 the lock covers only: read the head, insert one row, commit.
 
+On PostgreSQL that commit does not wait for the disk while it holds the lock: the next writer
+would otherwise wait for every writer's WAL flush in turn. The transaction commits with
+`synchronous_commit` off, and `Database.transaction` then waits for the flush outside the lock,
+before its caller can answer: it commits one more, empty, transaction that has a transaction
+id (`wait_until_durable`), whose synchronous commit returns only when the WAL is on disk up to
+its own commit record, which lies after ours. Concurrent writers wait for one flush together.
+So a receipt never leaves the server before its entry is on disk. Should PostgreSQL crash
+before that flush, what is lost is the end of the WAL: this entry and any entry chained to it
+after it (they come later in the WAL), none of whose receipts has left the server.
+
 `recorded_at` never goes backwards along the chain (an entry takes the later of the clock and
 its predecessor's time), so a range of dates is a contiguous run of `seq`.
 """
@@ -35,10 +45,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
 
-from sqlalchemy import exists, func, select, text
+from sqlalchemy import Connection, exists, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from adapter.store.models import AuditEntry, ReceiptOutcome, StoredReceipt
+from adapter.store.models import AuditEntry, ReceiptOutcome, StoredReceipt, table_of
 
 GENESIS_HASH = "0" * 64
 # pg_advisory_xact_lock key ("dk-audit"): one writer of the chain at a time per database.
@@ -99,6 +109,18 @@ def entry_hash(fields: Mapping[str, Any]) -> str:
 # --- appending ------------------------------------------------------------------------------
 
 
+# The receipt columns a Record is made of.
+_RECORD_COLUMNS = (
+    "receipt_id",
+    "sender_oin",
+    "service",
+    "operation",
+    "outcome",
+    "outcome_code",
+    "xml",
+)
+
+
 @dataclass(frozen=True)
 class Record:
     """What an entry says about one stored receipt: everything known before the lock."""
@@ -113,59 +135,82 @@ class Record:
     content_hash: str
 
     @classmethod
-    def of(cls, receipt: StoredReceipt) -> Record:
+    def of(cls, receipt: StoredReceipt | Mapping[str, Any]) -> Record:
+        """The record of a receipt row, given as a model object or as its column values."""
+        row = receipt
+        if not isinstance(row, Mapping):
+            row = {name: getattr(receipt, name) for name in _RECORD_COLUMNS}
         return cls(
-            kind=KIND_REFUSAL if receipt.outcome == ReceiptOutcome.REFUSED else KIND_RECEIPT,
-            receipt_id=receipt.receipt_id,
-            sender_oin=receipt.sender_oin,
-            service=receipt.service,
-            operation=receipt.operation,
-            outcome=receipt.outcome,
-            outcome_code=receipt.outcome_code,
-            content_hash=content_hash(receipt.xml),
+            kind=KIND_REFUSAL if row["outcome"] == ReceiptOutcome.REFUSED else KIND_RECEIPT,
+            receipt_id=row["receipt_id"],
+            sender_oin=row["sender_oin"],
+            service=row["service"],
+            operation=row["operation"],
+            outcome=row["outcome"],
+            outcome_code=row["outcome_code"],
+            content_hash=content_hash(row["xml"]),
         )
+
+
+# The chain's lock, and a commit that does not wait for the disk (see the module text).
+_LOCK = text(
+    "SELECT pg_advisory_xact_lock(CAST(:key AS bigint)),"
+    " set_config('synchronous_commit', 'off', true)"
+)
+_DURABLE = text("SELECT txid_current()")
+# Set in a session's `info` while its transaction's commit still has to reach the disk.
+NOT_YET_DURABLE = "audit_commit_not_yet_durable"
+_HEAD = (
+    select(AuditEntry.seq, AuditEntry.entry_hash, AuditEntry.recorded_at)
+    .order_by(AuditEntry.seq.desc())
+    .limit(1)
+)
+_INSERT = insert(table_of(AuditEntry))  # Core: one statement, no unit of work
 
 
 def lock_chain(session: Session) -> None:
     """Become the chain's only writer until this transaction ends."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(CAST(:key AS bigint))"), {"key": AUDIT_LOCK_KEY}
-        )
+        session.execute(_LOCK, {"key": AUDIT_LOCK_KEY})
+        session.info[NOT_YET_DURABLE] = True
     # SQLite: the transaction began with BEGIN IMMEDIATE, and has written before it got here
     # (append flushes first), so it holds the database's only write lock already.
 
 
-def append(session: Session, record: Record, now: datetime | None = None) -> AuditEntry:
-    """Append `record` to the chain in the session's transaction; it commits with it."""
+def wait_until_durable(connection: Connection) -> None:
+    """PostgreSQL: return once everything committed on `connection` so far is on disk."""
+    with connection.begin():
+        connection.execute(_DURABLE)
+
+
+def append(session: Session, record: Record, now: datetime | None = None) -> dict[str, Any]:
+    """Append `record` to the chain in the session's transaction; it commits with it.
+
+    Returns the entry's columns. Under the lock: one read of the head, one insert.
+    """
     session.flush()  # the caller's rows are written before the lock, not under it
     lock_chain(session)
-    head = session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash, AuditEntry.recorded_at)
-        .order_by(AuditEntry.seq.desc())
-        .limit(1)
-    ).one_or_none()
-    moment = now or datetime.now(UTC)
+    head = session.execute(_HEAD).one_or_none()
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
     if head is None:
         seq, prev_hash = 1, GENESIS_HASH
     else:
         seq, prev_hash, moment = head.seq + 1, head.entry_hash, max(moment, head.recorded_at)
-    entry = AuditEntry(
-        seq=seq,
-        recorded_at=moment.astimezone(UTC),
-        kind=record.kind,
-        receipt_id=record.receipt_id,
-        sender_oin=record.sender_oin,
-        service=record.service,
-        operation=record.operation,
-        outcome=record.outcome,
-        outcome_code=record.outcome_code,
-        content_hash=record.content_hash,
-        prev_hash=prev_hash,
-    )
-    entry.entry_hash = entry_hash(hashed_fields(entry))
-    session.add(entry)
-    session.flush()
+    entry: dict[str, Any] = {
+        "seq": seq,
+        "recorded_at": moment,
+        "kind": record.kind,
+        "receipt_id": record.receipt_id,
+        "sender_oin": record.sender_oin,
+        "service": record.service,
+        "operation": record.operation,
+        "outcome": record.outcome,
+        "outcome_code": record.outcome_code,
+        "content_hash": record.content_hash,
+        "prev_hash": prev_hash,
+    }
+    entry["entry_hash"] = entry_hash({**entry, "recorded_at": timestamp(moment)})
+    session.execute(_INSERT, entry)
     return entry
 
 

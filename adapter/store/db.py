@@ -14,9 +14,13 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.errors import StoreConflict, StoreUnavailable
-from adapter.store import migrate
+from adapter.store import audit, migrate
 from adapter.store.blobs import BlobStore
-from adapter.store.engine import create_database_engine, create_reading_engine
+from adapter.store.engine import (
+    create_database_engine,
+    create_reading_engine,
+    is_database_file,
+)
 from adapter.store.repositories import Repositories
 
 __all__ = ["Database", "create_database_engine", "reading_session", "store_errors"]
@@ -45,6 +49,8 @@ class Database:
         self.blobs = blobs  # attachment contents, for the repositories that store them
         self.engine = create_database_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite file: lookups outside the write lock (see adapter.store.accounts.Accounts).
+        self._lookups = create_reading_engine(url) if is_database_file(url) else None
 
     def create_schema(self) -> None:
         """Migrate the database to the newest Alembic revision (see adapter.store.migrate).
@@ -58,15 +64,22 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A session for the store's own modules and for tests; commits at the end."""
-        with store_errors(), self._sessions.begin() as session:
-            yield session
+        """A session for the store's own modules and for tests; commits at the end.
+
+        A transaction that appended to the audit chain on PostgreSQL committed without waiting
+        for the disk; it is on disk when this returns (see adapter.store.audit).
+        """
+        with store_errors(), self.engine.connect() as connection:
+            with self._sessions(bind=connection) as session, session.begin():
+                yield session
+            if session.info.pop(audit.NOT_YET_DURABLE, False):
+                audit.wait_until_durable(connection)
 
     @contextmanager
     def repositories(self) -> Iterator[Repositories]:
         """One transaction, seen through the repositories the profiles and business use."""
         with self.transaction() as session:
-            yield Repositories(session, self.blobs)
+            yield Repositories(session, self.blobs, self._lookups)
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless the database answers a trivial query."""
@@ -75,6 +88,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._lookups is not None:
+            self._lookups.dispose()
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from adapter.store.accounts import Accounts
@@ -22,13 +23,16 @@ from adapter.store.zaken import Zaken
 
 
 class Repositories:
-    def __init__(self, session: Session, blobs: BlobStore | None = None) -> None:
+    def __init__(
+        self, session: Session, blobs: BlobStore | None = None, lookups: Engine | None = None
+    ) -> None:
         self._session = session
         self._blobs = blobs
+        self._lookups = lookups  # SQLite: reads that need no lock (see Accounts)
 
     @cached_property
     def accounts(self) -> Accounts:
-        return Accounts(self._session)
+        return Accounts(self._session, self._lookups)
 
     @cached_property
     def receipts(self) -> Receipts:

@@ -4,11 +4,12 @@ rest of the batch is still Verwerkt, and nothing of a refused Bericht is stored.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -258,3 +259,66 @@ def test_an_inhoud_with_characters_outside_base64_fails_the_batch_as_the_schema_
         )
     }
     assert stored(database, bad) == (0, 0) and stored(database, good) == (0, 0)
+
+
+# --- what the bulk insert stores ----------------------------------------------------------------
+
+
+def test_every_field_of_an_accepted_bericht_is_stored_as_sent(database: Database) -> None:
+    (bericht_id,) = new_ids(1)
+    batch_id = str(uuid.uuid4())
+    publicatie = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+    eind = publicatie + timedelta(days=30)
+    letter = {
+        "BerichtID": bericht_id.upper(),
+        "PublicatieDatum": publicatie,
+        "EindDatumHandelingsTermijn": eind,
+        "Onderwerp": "Uw aanslag",
+        "BerichtTekst": "Zie de bijlage.",
+        "Referentie": "REF-1",
+        "bijlagen": [(minimal_pdf(400), "aanslag")],
+    }
+    before = datetime.now(UTC)
+    assert run(database, batch_xml([letter], batch_id=batch_id.upper())) == {
+        bericht_id: ("Verwerkt", None)
+    }
+    with database.transaction() as session:
+        row = session.get(Bericht, bericht_id)
+        assert row is not None
+        assert (row.batch_id, row.leverancier_oin, row.bsn, row.bericht_type) == (
+            batch_id,
+            GEMEENTE,
+            SUBSCRIBED,
+            "BESLUIT",
+        )
+        assert (row.onderwerp, row.tekst, row.referentie) == (
+            "Uw aanslag",
+            "Zie de bijlage.",
+            "REF-1",
+        )
+        assert (row.visible_from, row.eind_datum_handelingstermijn) == (publicatie, eind)
+        assert before <= row.received_at <= datetime.now(UTC)
+        assert (row.ebms_message_id, row.folder, row.opened_at) == ("message@test", "postvak", None)
+        (link,) = session.scalars(
+            select(BerichtBijlage).where(BerichtBijlage.bericht_id == bericht_id)
+        )
+        assert (link.soort, link.volgorde, link.omschrijving) == ("persoonlijk", 1, "aanslag")
+        assert link.sha256 == hashlib.sha256(minimal_pdf(400)).hexdigest()
+
+
+def test_an_inhoud_with_line_breaks_is_stored_as_the_content_it_encodes(
+    database: Database,
+) -> None:
+    # xs:base64Binary allows whitespace; MIME-style encoders break lines every 76 characters.
+    (bericht_id,) = new_ids(1)
+    content = minimal_pdf(2_000)
+    payload = batch_xml([bericht(bericht_id, content)])
+    inline = base64.b64encode(content)
+    payload = payload.replace(inline, base64.encodebytes(content).replace(b"\n", b"\r\n  "))
+    assert run(database, payload) == {bericht_id: ("Verwerkt", None)}
+    with database.transaction() as session:
+        (link,) = session.scalars(
+            select(BerichtBijlage).where(BerichtBijlage.bericht_id == bericht_id)
+        )
+        assert link.sha256 == hashlib.sha256(content).hexdigest()
+    assert database.blobs is not None and database.blobs.get(link.sha256) == content
