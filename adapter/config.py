@@ -20,7 +20,9 @@ from urllib.parse import quote, urlsplit
 from adapter.errors import AdapterError
 
 SERVICES = frozenset({"ValidateAbonnementen", "BerichtVerwerk", "LopendeZaken"})
-WUS_PROFILES = frozenset({"none", "2W-be"})
+WUS_PROFILES = frozenset({"none", "2W-be", "2W-be-S", "2W-be-SE"})
+# The Digikoppeling WUS profiles with WS-Security: signed (S), signed and encrypted (SE).
+SIGNED_PROFILES = frozenset({"2W-be-S", "2W-be-SE"})
 RECEIPT_PLACEMENTS = frozenset({"header", "wsse"})
 RECEIPT_ALGORITHMS = frozenset({"ecdsa-sha256", "rsa-sha256"})
 
@@ -82,6 +84,16 @@ class Organisation:
     @property
     def requires_addressing(self) -> bool:
         return self.wus_profile != "none"
+
+    @property
+    def requires_signature(self) -> bool:
+        """2W-be-S and 2W-be-SE: every request signed, every answer signed (WB003, WB013)."""
+        return self.wus_profile in SIGNED_PROFILES
+
+    @property
+    def requires_encryption(self) -> bool:
+        """2W-be-SE: request and answer Bodies encrypted (WB005, WB012)."""
+        return self.wus_profile == "2W-be-SE"
 
     def bericht_type(self, code: str) -> BerichtType | None:
         """The configured type with this code (active or not), or None when there is none."""
@@ -148,6 +160,14 @@ class ReceiptConfig:
 
 
 @dataclass(frozen=True)
+class WssConfig:
+    """Our WS-Security key (2W-be-S/SE): signs answers, decrypts requests; RSA."""
+
+    certificate: Path
+    private_key: Path
+
+
+@dataclass(frozen=True)
 class Limits:
     max_request_bytes: int
     max_klanten: int
@@ -161,6 +181,10 @@ class Limits:
     max_xml_text_length: int = 100 * 1024 * 1024
     # A WS-A MessageID used again within this many hours is a repeat (adapter.soap.replay).
     replay_window_hours: int = 24
+    # WS-Security (adapter.soap.wssecurity): the clock difference allowed with a sender, and
+    # how old a wsu:Timestamp without Expires may be.
+    wss_clock_skew_seconds: int = 300
+    wss_max_age_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -293,6 +317,7 @@ class Config:
     )
     notifications: NotificationsConfig = NotificationsConfig(60.0, 21, 60, 3600)
     blobs: BlobConfig = BlobConfig("local", Path("var/blobs"))
+    wss: WssConfig | None = None  # None: the TLS certificate and key
 
 
 def _is_oin(value: str) -> bool:
@@ -500,9 +525,13 @@ def load_organisations(file: Path) -> Organisations:
                 raise ConfigError(
                     file, f"{section.name}.acts_for", f"{oin!r} is not a 20-digit OIN"
                 )
-        if org.receipt == "wsse":
+        if org.receipt == "wsse" and not org.requires_signature:
+            # The receipt is then the answer's WS-Security signature, so there must be one.
             raise ConfigError(
-                file, f"{section.name}.receipt", '"wsse" is not available yet; use "header"'
+                file,
+                f"{section.name}.receipt",
+                '"wsse" needs wus_profile "2W-be-S" or "2W-be-SE" (the signed answer is the '
+                'receipt); set one of them, or use receipt = "header"',
             )
         if org.oin in by_oin:
             raise ConfigError(file, f"{section.name}.oin", f"{org.oin} is listed twice")
@@ -664,6 +693,20 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
     )
     receipts.finish()
 
+    wss = _Section(file, "wss", top.get("wss", dict, {}))
+    wss_certificate = wss.get("certificate", str, "")
+    wss_key = wss.get("private_key", str, "")
+    if bool(wss_certificate) != bool(wss_key):
+        missing = "private_key" if wss_certificate else "certificate"
+        raise ConfigError(
+            file, f"wss.{missing}", "give both certificate and private_key, or neither"
+        )
+    wss_config = WssConfig(
+        certificate=base_dir / wss_certificate if wss_certificate else tls_config.certificate,
+        private_key=base_dir / wss_key if wss_key else tls_config.private_key,
+    )
+    wss.finish()
+
     limits = _Section(file, "limits", top.get("limits", dict, {}))
     max_ebms_message_bytes = limits.get("max_ebms_message_bytes", int, 100 * 1024 * 1024, _positive)
     limits_config = Limits(
@@ -685,6 +728,8 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
             "max_xml_text_length", int, max_ebms_message_bytes, _positive
         ),
         replay_window_hours=limits.get("replay_window_hours", int, 24, _positive),
+        wss_clock_skew_seconds=limits.get("wss_clock_skew_seconds", int, 300, _not_negative),
+        wss_max_age_seconds=limits.get("wss_max_age_seconds", int, 300, _positive),
     )
     limits.finish()
 
@@ -812,6 +857,7 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         mail=mail_config,
         notifications=notifications_config,
         blobs=blobs_config,
+        wss=wss_config,
     )
 
 
@@ -826,6 +872,8 @@ def check_files(config: Config) -> None:
         ("tls.openssl_conf", config.tls.openssl_conf),
         ("receipts.certificate", config.receipts.certificate),
         ("receipts.private_key", config.receipts.private_key),
+        ("wss.certificate", config.wss.certificate if config.wss else None),
+        ("wss.private_key", config.wss.private_key if config.wss else None),
     ):
         if file is not None and not file.is_file():
             raise ConfigError(

@@ -205,6 +205,57 @@ class RequestTooLarge(InvalidEnvelope):
     http_headers = BodyTooLarge.http_headers
 
 
+# WS-Security 1.1 fault codes (WSS 1.1 section 12), for Digikoppeling 2W-be-S and 2W-be-SE:
+# the faultcode is the QName in the wsse namespace, the faultstring the spec's fault string
+# followed by what to fix.
+WSSE_NAMESPACE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+
+
+class WsSecurityFault(SoapFault):
+    """A request of a 2W-be-S/2W-be-SE organisation whose wsse:Security does not hold (WB013)."""
+
+    faultcode_namespace = WSSE_NAMESPACE
+
+    @property
+    def receipt_code(self) -> str:
+        return f"wsse:{self.faultcode}"
+
+
+class WssInvalidSecurity(WsSecurityFault):
+    faultcode = "InvalidSecurity"
+    text = "An error was discovered processing the <wsse:Security> header"
+
+
+class WssUnsupportedAlgorithm(WsSecurityFault):
+    faultcode = "UnsupportedAlgorithm"
+    text = "An unsupported signature or encryption algorithm was used"
+
+
+class WssInvalidToken(WsSecurityFault):
+    faultcode = "InvalidSecurityToken"
+    text = "An invalid security token was provided"
+
+
+class WssFailedAuthentication(WsSecurityFault):
+    faultcode = "FailedAuthentication"
+    text = "The security token could not be authenticated or authorized"
+
+
+class WssFailedCheck(WsSecurityFault):
+    faultcode = "FailedCheck"
+    text = "The signature or decryption was invalid"
+
+
+class WssTokenUnavailable(WsSecurityFault):
+    faultcode = "SecurityTokenUnavailable"
+    text = "Referenced security token could not be retrieved"
+
+
+class WssExpired(WsSecurityFault):
+    faultcode = "MessageExpired"
+    text = "The message has expired"
+
+
 # Lopende Zaken refusal codes; the same list documents the ApplicationFault in
 # xsd/lopende-zaken.xsd, and StUF Fo01 uses them as its foutcode.
 ZAAK_CODES = {

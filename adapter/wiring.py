@@ -28,6 +28,7 @@ from adapter.receipts import ReceiptSigner
 from adapter.soap.contract import PublishedContract
 from adapter.soap.endpoint import WusEndpoint, WusSettings
 from adapter.soap.schema import SchemaSet
+from adapter.soap.wssecurity import SignerTrust, WssCredentials, WsSecurity
 from adapter.soap.wus import WusService
 from adapter.soap.xml import XmlLimits
 from adapter.store.blobs import open_blob_store
@@ -69,6 +70,30 @@ def xml_limits(config: Config) -> XmlLimits:
     )
 
 
+def signer_trust(config: Config) -> SignerTrust:
+    """What the signers of WS-Security and ebMS messages must chain to: the same trust
+    anchors, intermediates and CRLs as TLS clients."""
+    return SignerTrust(
+        config.tls.trust_anchors,
+        config.tls.intermediates,
+        config.tls.crl,
+        timedelta(seconds=config.limits.wss_clock_skew_seconds),
+        timedelta(seconds=config.limits.wss_max_age_seconds),
+    )
+
+
+def ws_security(config: Config) -> WsSecurity:
+    """Our WS-Security key (`[wss]`, by default the TLS pair) and the signers' trust."""
+    wss = config.wss
+    return WsSecurity(
+        WssCredentials.from_files(
+            wss.private_key if wss else config.tls.private_key,
+            wss.certificate if wss else config.tls.certificate,
+        ),
+        signer_trust(config),
+    )
+
+
 class AdapterApp(Router):
     """The WSGI app of the mTLS port, with the database and signer it was built with."""
 
@@ -76,12 +101,14 @@ class AdapterApp(Router):
         self.database, self.signer = database, signer
         limits = xml_limits(config)
         schemas = SchemaSet(config.base_dir / "xsd")
+        security = ws_security(config)
         wus = WusSettings(
             config.organisations,
             config.receipts.receiver_oin,
             config.limits.max_request_bytes,
             limits,
             timedelta(hours=config.limits.replay_window_hours),
+            security,
         )
         routes = {}
         for service in wus_services(config):
@@ -104,6 +131,9 @@ class AdapterApp(Router):
             config.receipts.receiver_oin,
             config.limits.max_ebms_message_bytes,
             limits,
+            # ebMS -s/-e sign and decrypt with the same key, and trust the same signers.
+            security.credentials,
+            security.trust,
         )
         routes[EBMS_PATH] = Route(
             EbmsEndpoint(

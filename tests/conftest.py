@@ -380,3 +380,38 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+# --- WS-Security (Digikoppeling 2W-be-S and 2W-be-SE) -----------------------------------------
+
+SIGNED = "00000099000000004000"  # wus_profile 2W-be-S, receipt "wsse"
+SEALED = "00000099000000005000"  # wus_profile 2W-be-SE, receipt "wsse"
+WSS_ORGANISATIONS = (
+    (SIGNED, "Gemeente Ondertekend (2W-be-S)", "2W-be-S"),
+    (SEALED, "Gemeente Versleuteld (2W-be-SE)", "2W-be-SE"),
+)
+
+
+def add_wss_organisations(directory: Path) -> None:
+    """A `running_server` prepare step: the WS-Security organisations added to the test's
+    organisations.toml (the example file stays without them)."""
+    entries = "".join(
+        f'\n[[organisation]]\noin = "{oin}"\nname = "{name}"\n'
+        f'services = ["ValidateAbonnementen", "LopendeZaken"]\nbericht_types = ["BESLUIT"]\n'
+        f'wus_profile = "{profile}"\nreceipt = "wsse"\n'
+        for oin, name, profile in WSS_ORGANISATIONS
+    )
+    organisations = directory / "conf" / "organisations.toml"
+    organisations.write_text(organisations.read_text(encoding="utf-8") + entries, encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def wss_clients(pki: Pki) -> dict[str, ClientCert]:
+    """Client certificates (TLS and WS-Security signing) of the WS-Security organisations."""
+    from adapter.pki.devca import issue_client
+
+    clients = {}
+    for oin, name, _profile in WSS_ORGANISATIONS:
+        files = issue_client(pki.directory, OrganisationSubject(oin, name, None), overwrite=True)
+        clients[oin] = ClientCert(files.certificate, files.private_key)
+    return clients

@@ -74,6 +74,18 @@ BASE = (CONF / "adapter.toml").read_text()
             "limits.max_klanen",
             "unknown key",
         ),
+        (
+            "wss_max_age_seconds = 300",
+            "wss_max_age_seconds = 0",
+            "limits.wss_max_age_seconds",
+            "must be greater than 0",
+        ),
+        (
+            '# certificate = "certs/wss.pem"',
+            'certificate = "certs/wss.pem"',
+            "wss.private_key",
+            "give both certificate and private_key, or neither",
+        ),
     ],
 )
 def test_a_bad_adapter_value_names_file_key_and_reason(
@@ -103,9 +115,14 @@ def test_a_bad_adapter_value_names_file_key_and_reason(
             "'Fax' is not one of",
         ),
         (
-            '[[organisation]]\noin = "00000099000000002000"\nname = "X"\nwus_profile = "2W-be-SE"',
+            '[[organisation]]\noin = "00000099000000002000"\nname = "X"\nwus_profile = "2W-be-E"',
             "organisation #1 (00000099000000002000).wus_profile",
             "must be one of",
+        ),
+        (
+            ORG + 'wus_profile = "2W-be"\nreceipt = "wsse"',
+            "organisation #1 (00000099000000002000).receipt",
+            '"wsse" needs wus_profile "2W-be-S" or "2W-be-SE"',
         ),
         (
             '[[organisation]]\noin = "00000099000000002000"\nname = "X"\n'

@@ -4,7 +4,9 @@ The listener runs in the test process (`Listener`, as `dk-adapter conformance li
 it) over real mutual TLS with the real adapter app behind the grader, on SQLite and on
 PostgreSQL. The correct client is zeep on our WSDLs and the kit's own ebMS sender; the
 organisation's CPA endpoint is an EbmsReceiver, which must get the BerichtVerwerk result
-from the listener as it would from the real service.
+from the listener as it would from the real service. The WS-Security organisations of
+tests.conftest (2W-be-S, 2W-be-SE) sign with tests.wss_helpers, another implementation than
+the one the grader and the service verify with.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
+from cryptography import x509
 from lxml import etree
 from zeep import Client
 from zeep.transports import Transport
@@ -35,11 +38,24 @@ from adapter.kit.conformance.client_mode import Listener
 from adapter.kit.conformance.model import CaseResult, Status
 from adapter.kit.receiver import EbmsReceiver
 from adapter.kit.sender import BerichtSpec, build_batch, deliver
-from tests.conftest import GEMEENTE, Pki, free_port, import_example_accounts, write_config
+from adapter.soap.envelope import envelope_of
+from adapter.soap.wssecurity import WssCredentials, decrypt_body
+from tests.conftest import (
+    GEMEENTE,
+    SEALED,
+    SIGNED,
+    ClientCert,
+    Pki,
+    add_wss_organisations,
+    free_port,
+    import_example_accounts,
+    write_config,
+)
 from tests.ebms_helpers import MIJNOVERHEID, NOT_SUBSCRIBED, SUBSCRIBED, cpa_id
 from tests.helpers import wait_until
 from tests.pdf_samples import good_pdf
 from tests.soap_helpers import aanvraag, addressing
+from tests.wss_helpers import ALL_PARTS, encrypt_body, sign_request, signature_value, verify_answer
 
 SERVICE = "urn:osb:services:MIJNOVERHEID.ebMS.BB.2.0"
 ACTION = "http://schemas.rdw.nl/GEB/BerichtenboxValidatieService/2009/01/IBerichtenboxValidatieService/ValidateAbonnementen"
@@ -63,6 +79,7 @@ def graded(
     directory = tmp_path_factory.mktemp("listen")
     port, peer_port = free_port(), free_port()
     config_file = write_config(directory, pki, database_url, port, peer_port)
+    add_wss_organisations(directory)
     import_example_accounts(config_file, database_url)
     config = load_config(config_file, {"DATABASE_URL": database_url})
     client = pki.clients[GEMEENTE]
@@ -329,6 +346,67 @@ def test_a_refusal_of_the_real_service_is_a_finding_too(graded: Graded) -> None:
     _wus(graded, aanvraag([SUBSCRIBED], GEMEENTE), '"urn:verkeerd"')
     answers = [f for f in graded.last().errors if f.rule == rules.R_ANSWER[0]]
     assert len(answers) == 1 and "0003" in answers[0].message
+
+
+# --- WS-Security (2W-be-S, 2W-be-SE) ---------------------------------------------------------
+
+
+def _signed_request(
+    graded: Graded, client: ClientCert, oin: str, parts: Sequence[str] = ALL_PARTS
+) -> tuple[bytes, requests.Response]:
+    """A ValidateAbonnementen with WS-A signed by the organisation's client (tests.wss_helpers,
+    another implementation than the service's), encrypted for the service under 2W-be-SE."""
+    headers = addressing(f"{graded.url}/abonnementen", message_id=f"urn:uuid:{uuid.uuid4()}")
+    certificate = x509.load_pem_x509_certificates(client.certificate.read_bytes())[0]
+    signed = sign_request(
+        aanvraag([SUBSCRIBED], oin, headers=headers),
+        client.key.read_bytes(),
+        certificate,
+        parts=parts,
+    )
+    wire = signed
+    if oin == SEALED:
+        server = x509.load_pem_x509_certificates(graded.pki.files.server.read_bytes())[0]
+        wire = encrypt_body(signed, server)
+    response = requests.post(
+        f"{graded.url}/abonnementen",
+        data=wire,
+        headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{ACTION}"'},
+        cert=client.pair,
+        verify=str(graded.pki.root),
+        timeout=30,
+    )
+    return signed, response
+
+
+@pytest.mark.parametrize("oin", [SIGNED, SEALED])
+def test_a_signed_request_is_graded_as_passing_and_answered_signed(
+    graded: Graded, wss_clients: dict[str, ClientCert], oin: str
+) -> None:
+    signed, response = _signed_request(graded, wss_clients[oin], oin)
+    assert response.status_code == 200, response.text
+    result = graded.last()
+    assert result.status is Status.PASSED, result.findings
+    document = etree.fromstring(response.content)
+    if oin == SEALED:
+        client = wss_clients[oin]
+        credentials = WssCredentials.from_files(client.key, client.certificate)
+        document = decrypt_body(envelope_of(document), credentials).root
+    server = x509.load_pem_x509_certificates(graded.pki.files.server.read_bytes())[0]
+    assert verify_answer(document, server) == signature_value(signed)
+
+
+def test_a_signature_leaving_the_body_unsigned_is_graded_with_the_wss_rule(
+    graded: Graded, wss_clients: dict[str, ClientCert]
+) -> None:
+    parts = [p for p in ALL_PARTS if p != "Body"]
+    _signed, response = _signed_request(graded, wss_clients[SIGNED], SIGNED, parts)
+    assert response.status_code == 500
+    result = graded.last()
+    assert result.status is Status.FAILED
+    wss = [f for f in result.errors if f.rule == rules.R_WSS[0]]
+    assert len(wss) == 1 and "wsse:FailedCheck soap:Body is niet ondertekend" in wss[0].message
+    assert not [f for f in result.findings if f.rule == rules.R_HEADERS[0]]
 
 
 def test_a_pdf_without_pdfa_declaration_is_a_warning_not_a_failure(graded: Graded) -> None:

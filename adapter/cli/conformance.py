@@ -12,8 +12,16 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from adapter.cli.base import Commands, ConfigLoader
+from adapter.config import RECEIPT_PLACEMENTS
+from adapter.kit.conformance.model import WUS_PROFILES
+
+if TYPE_CHECKING:
+    from adapter.kit.client import MtlsClient
+    from adapter.kit.conformance.probe import WssSide
+    from adapter.kit.sender import SignedChannel
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -31,12 +39,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     cases = select(args.profile, args.case)
     key = Path(args.key) if args.key else None
     root = Path(args.ca)
+    if args.wus_profile == "2W-be-SE" and not args.wss_certificate:
+        console.print(
+            "[red]--wus-profile 2W-be-SE needs --wss-certificate: requests are "
+            "encrypted for the target's WS-Security certificate[/]"
+        )
+        return 2
     with MtlsClient(Path(args.p12), key, root, args.password) as client:
+        signed = _signed_channel(args, client)
         receiver = None
         if args.profile != "wus":
             host, _, port = args.receive_on.rpartition(":")
             receiver = EbmsReceiver(
-                host, int(port), client.certificate_file, client.key_file, root
+                host,
+                int(port),
+                client.certificate_file,
+                client.key_file,
+                root,
+                **(signed.receiver_options() if signed else {}),  # type: ignore[arg-type]
             ).__enter__()
         try:
             target = Target(
@@ -48,6 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 cpa_id=args.cpa_id,
                 data=TestData(args.bsn_subscribed, args.bsn_not_subscribed, args.bericht_type),
                 result_timeout=args.result_timeout,
+                wss=_wss_side(args, client.certificate_file, client.key_file, root),
+                signed_ebms=signed,
             )
             with Progress(
                 SpinnerColumn(),
@@ -86,6 +108,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
+
+
+def _signed_channel(args: argparse.Namespace, client: MtlsClient) -> SignedChannel | None:
+    """`--cpa FILE`: the organisation's osb-rm-s CPA, for the signed ebMS case."""
+    from adapter.kit.sender import SignedChannel
+
+    if not args.cpa:
+        return None
+    try:
+        return SignedChannel.of_client(Path(args.cpa), args.receiver_oin, client)
+    except ValueError as exc:
+        raise SystemExit(f"error: --cpa: {exc}") from None
+
+
+def _wss_side(args: argparse.Namespace, certificate: Path, key: Path, root: Path) -> WssSide | None:
+    from adapter.kit.conformance.probe import WssSide
+
+    if args.wus_profile == "2W-be":
+        return None
+    return WssSide.of_client(
+        args.wus_profile, certificate, key, root, _path(args.wss_certificate), args.receipt
+    )
 
 
 def cmd_listen(args: argparse.Namespace, config_loader: ConfigLoader) -> int:
@@ -137,7 +181,8 @@ def register(commands: Commands, config_loader: ConfigLoader) -> None:
         "run",
         help="server mode: run the matrix of cases against an endpoint offering our services",
         description="Exit status 0 only when every case that ran passed and no required case "
-        "was left unrun. Cases for the signed and encrypted profiles are listed as 'not run': "
+        "was left unrun. Cases the kit cannot run (encrypted ebMS; osb-rm-s without --cpa) "
+        "or that are for another WUS profile than --wus-profile are listed as 'not run': "
         "they are not passed and prove nothing.",
     )
     run.add_argument("--target", required=True, help="base URL, e.g. https://127.0.0.1:8443")
@@ -172,11 +217,37 @@ def register(commands: Commands, config_loader: ConfigLoader) -> None:
     )
     run.add_argument("--receiver-oin", default="00000004003214345001", help="MijnOverheid's OIN")
     run.add_argument("--cpa-id", help="CPAId (default: the development naming for both OINs)")
+    run.add_argument(
+        "--cpa",
+        metavar="FILE",
+        help="your organisation's osb-rm-s CPA with the target: runs the signed BerichtVerwerk "
+        "case, signed with the --p12 key (without it that case is not run)",
+    )
     run.add_argument("--bsn-subscribed", default="999993653", help="an active, subscribed BSN")
     run.add_argument(
         "--bsn-not-subscribed", default="999990019", help="an active BSN not subscribed"
     )
     run.add_argument("--bericht-type", default="BESLUIT", help="a BerichtType granted to you")
+    run.add_argument(
+        "--wus-profile",
+        choices=WUS_PROFILES,
+        default="2W-be",
+        help="the WUS profile the target has for your organisation: 2W-be (default; also no "
+        "profile) runs the unsigned WUS cases, 2W-be-S and 2W-be-SE the WS-Security ones, "
+        "signed with the client certificate's key",
+    )
+    run.add_argument(
+        "--wss-certificate",
+        help="the target's WS-Security certificate (PEM, with its chain): 2W-be-SE requests are "
+        "encrypted for it, and answers must be signed with it",
+    )
+    run.add_argument(
+        "--receipt",
+        choices=sorted(RECEIPT_PLACEMENTS),
+        default="header",
+        help="where the target puts your Afleverbevestiging: in the SOAP header (default), or "
+        'nowhere with receipt = "wsse" (2W-be-S/SE: the signed answer is the proof)',
+    )
     run.set_defaults(func=cmd_run)
 
     listen = sub.add_parser(

@@ -12,11 +12,16 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
 from adapter.cli.base import Commands, ConfigLoader
 from adapter.kit.wire import WireMessage
+
+if TYPE_CHECKING:
+    from adapter.kit.client import MtlsClient
+    from adapter.kit.sender import SignedChannel
 
 
 def _print_receipt(document: etree._Element, root: Path) -> bool:
@@ -89,13 +94,30 @@ def cmd_send(args: argparse.Namespace) -> int:
         else:
             print("error: give --batch FILE, or --bsn, --type and --subject", file=sys.stderr)
             return 2
+        secured = _secured_by(args.cpa, args.to, client) if args.cpa else None
         receiver = None
         if args.receive_on:
             host, _, port = args.receive_on.rpartition(":")
-            receiver = EbmsReceiver(host, int(port), client.certificate_file, client.key_file, root)
+            receiver = EbmsReceiver(
+                host,
+                int(port),
+                client.certificate_file,
+                client.key_file,
+                root,
+                **(secured.receiver_options() if secured else {}),  # type: ignore[arg-type]
+            )
             receiver.__enter__()
         try:
-            delivery = deliver(client, args.endpoint, args.to, args.cpa_id, payload, general)
+            delivery = deliver(
+                client,
+                args.endpoint,
+                args.to,
+                secured.cpa.cpa_id if secured else args.cpa_id,
+                payload,
+                general,
+                *((secured.party.security, secured.key) if secured else ()),
+                reliable=secured.party.acknowledges() if secured else True,
+            )
             print(f"sent {delivery.message_id}, {delivery.size} bytes: HTTP {delivery.http_status}")
             _save(args.save, "request", delivery.request)
             _save(args.save, "response", delivery.response)
@@ -104,6 +126,8 @@ def cmd_send(args: argparse.Namespace) -> int:
                 print(f"MessageError {delivery.error[0]}: {delivery.error[1]}")
             elif delivery.answer is not None:
                 print("Acknowledgment received")
+            elif secured is not None and not secured.party.acknowledges():
+                print("taken (best effort: no Acknowledgment)")
             else:
                 print("no synchronous answer (syncReplyMode none): the Acknowledgment follows")
             if delivery.answer is not None:
@@ -124,6 +148,15 @@ def cmd_send(args: argparse.Namespace) -> int:
         finally:
             if receiver is not None:
                 receiver.__exit__(None, None, None)
+
+
+def _secured_by(path: str, to_oin: str, client: MtlsClient) -> SignedChannel:
+    from adapter.kit.sender import SignedChannel
+
+    try:
+        return SignedChannel.of_client(Path(path), to_oin, client)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def cmd_send_zaak(args: argparse.Namespace) -> int:
@@ -240,6 +273,11 @@ def register(commands: Commands, config_loader: ConfigLoader) -> None:
         "--to", default="00000004003214345001", help="MijnOverheid's OIN (default the dev one)"
     )
     send.add_argument("--cpa-id", help="CPAId (default: the development naming for both OINs)")
+    send.add_argument(
+        "--cpa",
+        help="CPA file: its CPAId; for -s/-e profiles sign (and encrypt) with the --cert key "
+        "and verify (and decrypt) the result; for osb-be* ask no Acknowledgment",
+    )
     send.add_argument("--bsn", help="recipient BSN")
     send.add_argument("--type", help="BerichtType, one of the organisation's bericht_types")
     send.add_argument("--subject", help="Onderwerp (1-50 characters)")

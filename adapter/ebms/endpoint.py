@@ -1,10 +1,12 @@
 """One ebMS 2.0 message, end to end: identify, MIME, MessageHeader, CPA, grant, payload, answer.
 
 The generic endpoint of the ebMS profile; it knows no business. Problems of the ebMS layer are
-answered with an ErrorList (MessageError) and a signed refusal receipt. A message that passes
+answered with an ErrorList (MessageError; itself signed when the CPA of the channel it
+came over demands signing) and a signed refusal receipt. A message that passes
 it goes to the `EbmsAction` its Action names (adapter.ebms.service), is acknowledged even when
-its content then fails (the business answer says why), and the business answer always goes
-back as a new ebMS message through the outbox. Acceptance, receipt, stored answer and outbox
+its content then fails (the business answer says why; on a best-effort CPA, whose ackRequested
+is never, it gets no Acknowledgment), and the business answer always goes back as a new ebMS
+message through the outbox. Acceptance, receipt, stored answer and outbox
 rows commit together, or nothing is stored. The MSH services (ebMS 2.0 sections 7 and 8) are
 answered here too: Ping with Pong, StatusRequest with StatusResponse.
 """
@@ -25,7 +27,7 @@ from lxml import etree
 from adapter.config import Organisations
 from adapter.ebms import outbound
 from adapter.ebms.cpa import Cpa, CpaParty, CpaStore
-from adapter.ebms.inbound import check_route
+from adapter.ebms.inbound import channel_of, check_route
 from adapter.ebms.message import (
     MSH_SERVICE,
     MessageHeader,
@@ -38,6 +40,16 @@ from adapter.ebms.message import (
     status_response,
 )
 from adapter.ebms.mime import Package, parse_package
+from adapter.ebms.security import (
+    SigningKey,
+    TrustAnchors,
+    VerifiedSignature,
+    open_package,
+    sign,
+    signer_of,
+    verify,
+    verify_acknowledgment,
+)
 from adapter.ebms.service import (
     EbmsAction,
     EbmsAnswer,
@@ -53,6 +65,7 @@ from adapter.errors import (
     BodyUnreadable,
     DeliveryFailure,
     EbmsError,
+    Inconsistent,
     MimeProblem,
     NotAuthorised,
     NotGranted,
@@ -119,6 +132,10 @@ class EbmsSettings:
     receiver_oin: str  # MijnOverheid's OIN: To/PartyId of every message
     max_message_bytes: int  # the whole MIME message, refused unread above
     xml_limits: XmlLimits  # what parsing its SOAP part and its payload may cost
+    # The -s/-e profiles: our key (signs acks and answers, decrypts payloads) and the roots
+    # a signer's certificate must chain to when its CPA names no certificate.
+    signing_key: SigningKey | None = None
+    trust_anchors: TrustAnchors | None = None
 
 
 @dataclass
@@ -209,9 +226,6 @@ class EbmsEndpoint:
             progress.body_hash = body_hash(body)
         header = read_header(envelope)
         progress.header = header
-        answered = self._stored_answer(header)
-        if answered is not None:
-            return answered
         cpa, sender = check_route(
             header, self.cpas, progress.party, self.settings.receiver_oin, progress.received_at
         )
@@ -227,8 +241,24 @@ class EbmsEndpoint:
         service, action = served
         progress.service = service.name
         progress.party.require(service.name)
+        # -s/-e: the signature is checked, and payloads decrypted, before anything is stored;
+        # the receipt's part hashes stay those of the parts as received (encrypted).
+        verified, package = open_package(
+            envelope,
+            package,
+            sender.security,
+            sender.oin,
+            self.settings.signing_key,
+            self.settings.trust_anchors,
+            progress.received_at,
+        )
+        # Only now a known MessageId gets its stored answer: on a signed channel an unsigned
+        # or forged copy was refused above, and learns nothing of the original's answer.
+        answered = self._stored_answer(header, sender)
+        if answered is not None:
+            return answered
         run = self._prepare(action, header, package, progress)
-        return self._process(run, action, header, cpa, sender, progress)
+        return self._process(run, action, header, cpa, sender, progress, verified)
 
     def _prepare(
         self, action: EbmsAction, header: MessageHeader, package: Package, progress: _Progress
@@ -267,12 +297,22 @@ class EbmsEndpoint:
 
     # --- duplicate elimination --------------------------------------------------------------
 
-    def _stored_answer(self, header: MessageHeader) -> HttpResult | None:
+    def _stored_answer(self, header: MessageHeader, party: CpaParty) -> HttpResult | None:
+        """The answer of the first copy of a known MessageId, when the CPA eliminates
+        duplicates; on a channel without (best effort) a repeated MessageId is refused: it
+        can be neither delivered twice nor silently dropped."""
         sender = header.from_party.value
         with self.database.repositories() as repositories:
             stored = repositories.ebms_messages.answer_of(sender, header.message_id)
             if stored is None:
                 return None
+            if not party.eliminates_duplicates(header.duplicate_elimination):
+                raise Inconsistent(
+                    f"MessageId {header.message_id} is al ontvangen, en deze CPA kent geen "
+                    f"duplicate elimination (duplicateElimination {party.duplicate_elimination}): "
+                    "geef elk bericht een eigen MessageId",
+                    "//MessageHeader/MessageData/MessageId",
+                )
             log.info(
                 "ebMS %s from %s: duplicate, stored answer sent again", header.message_id, sender
             )
@@ -301,6 +341,7 @@ class EbmsEndpoint:
         if header.action == "StatusRequest":
             return self._status(header, envelope, cpa, sender, received_at)
         if header.ref_to_message_id and header.action in ("Acknowledgment", "MessageError"):
+            self._verify_signal(header, envelope, sender, received_at)
             oin = header.from_party.value
             with self.database.repositories() as repositories:
                 if header.action == "Acknowledgment":
@@ -310,6 +351,37 @@ class EbmsEndpoint:
                 ):
                     log.error("outbox %s: refused by %s", header.ref_to_message_id, oin)
         return ASYNC_ANSWER
+
+    def _verify_signal(
+        self, header: MessageHeader, envelope: etree._Element, sender: CpaParty, at: datetime
+    ) -> None:
+        """On a signed channel an Acknowledgment or MessageError changes the state of our
+        message only when the party signed it; so an unsigned or forged one is SecurityFailure
+        and changes nothing. An Acknowledgment (signed-ack channels) must also carry the
+        ds:Reference values of our signature over the message it acknowledges, as the
+        synchronous one must (outbound.Deliverer); a MessageError (signed channels) needs
+        only the party's signature: it carries no references."""
+        security = sender.security
+        if not (security.ack_signed if header.action == "Acknowledgment" else security.sign):
+            return
+        if self.settings.trust_anchors is None:
+            raise SecurityFailure(
+                f"ondertekende {header.action}-berichten kunnen hier nu niet worden gecontroleerd"
+            )
+        signer = signer_of(security, sender.oin)
+        if header.action == "MessageError":
+            verify(envelope, {}, signer, self.settings.trust_anchors, at)
+            return
+        with self.database.repositories() as repositories:
+            sent = repositories.outbox.sent_message(header.ref_to_message_id or "", sender.oin)
+        verify_acknowledgment(
+            envelope,
+            signer,
+            self.settings.trust_anchors,
+            at,
+            # Not ours (or purged): the signature is checked, and nothing is acknowledged.
+            None if sent is None else outbound.envelope_of(*sent),
+        )
 
     def _status(
         self,
@@ -372,6 +444,7 @@ class EbmsEndpoint:
         cpa: Cpa,
         sender: CpaParty,
         progress: _Progress,
+        verified: VerifiedSignature | None,
     ) -> HttpResult:
         def attempt() -> HttpResult:
             with self.database.repositories() as repositories:
@@ -384,13 +457,15 @@ class EbmsEndpoint:
                     progress.received_at,
                 )  # claims the MessageId before any work is done
                 answer = run(repositories)
-                return self._answer(repositories, answer, action, header, cpa, sender, progress)
+                return self._answer(
+                    repositories, answer, action, header, cpa, sender, progress, verified
+                )
 
         try:
             return attempt()
         except StoreConflict:
             # The same MessageId arrived twice at once: the other one won, send its answer.
-            answered = self._stored_answer(header)
+            answered = self._stored_answer(header, sender)
             if answered is None:
                 raise
             return answered
@@ -404,12 +479,11 @@ class EbmsEndpoint:
         cpa: Cpa,
         sender: CpaParty,
         progress: _Progress,
+        verified: VerifiedSignature | None,
     ) -> HttpResult:
         """Receipt, Acknowledgment and the asynchronous answer, stored in the open transaction."""
         receipt = self._receipt(progress, answer.outcome)
         signed = self.signer.sign(receipt)
-        # Copies go into the messages; the receipt itself is stored last (see below).
-        ack_id, ack = acknowledgment(header, progress.received_at, [copy.deepcopy(signed)])
         route = reply_route(header, action.answer_action, sender.service, sender.service_type)
         if isinstance(answer.payload, EncodedPayload):
             content_type, payload = answer.payload.content_type, answer.payload.data
@@ -426,21 +500,15 @@ class EbmsEndpoint:
             [copy.deepcopy(signed)],
             progress.received_at,
             content_type,
+            self.settings.signing_key,
         )
-        if sender.sync_reply_mode == "mshSignalsOnly":
-            stored = StoredAnswer("text/xml; charset=utf-8", ack)
-            http = HttpResult("200 OK", ack)
-        else:
-            outbound.enqueue_signal(
-                repositories.outbox,
-                cpa,
-                sender,
-                ack_id,
-                "Acknowledgment",
-                ack,
-                progress.received_at,
-                header.message_id,
+        if sender.acknowledges(header.ack_requested):
+            stored, http = self._acknowledge(
+                repositories, header, cpa, sender, progress, signed, verified
             )
+        else:
+            # Best effort (ackRequested never): no Acknowledgment, on this connection or
+            # later; the empty 200 says the message was taken, as for syncReplyMode none.
             stored, http = StoredAnswer(None, None), ASYNC_ANSWER
         repositories.ebms_messages.record_answer(
             header.from_party.value, header.message_id, receipt.receipt_id, stored
@@ -450,6 +518,46 @@ class EbmsEndpoint:
         ACCEPTED.labels(service=progress.service).inc(answer.accepted)
         log.info("ebMS %s from %s: %s", header.message_id, header.from_party.value, answer.summary)
         return http
+
+    def _acknowledge(
+        self,
+        repositories: Repositories,
+        header: MessageHeader,
+        cpa: Cpa,
+        sender: CpaParty,
+        progress: _Progress,
+        signed: etree._Element,
+        verified: VerifiedSignature | None,
+    ) -> tuple[StoredAnswer, HttpResult]:
+        """The Acknowledgment with a copy of the receipt (signed on -s/-e channels, with the
+        references of the received signature): on this connection for syncReplyMode
+        mshSignalsOnly, else queued as its own message. Returns what duplicates get again."""
+        ack_id, ack = acknowledgment(
+            header,
+            progress.received_at,
+            [copy.deepcopy(signed)],
+            verified.references if verified is not None else (),
+        )
+        if sender.security.sign or sender.security.ack_signed:
+            ack = sign(ack, [], self._signing_key())
+        if sender.sync_reply_mode == "mshSignalsOnly":
+            return StoredAnswer("text/xml; charset=utf-8", ack), HttpResult("200 OK", ack)
+        outbound.enqueue_signal(
+            repositories.outbox,
+            cpa,
+            sender,
+            ack_id,
+            "Acknowledgment",
+            ack,
+            progress.received_at,
+            header.message_id,
+        )
+        return StoredAnswer(None, None), ASYNC_ANSWER
+
+    def _signing_key(self) -> SigningKey:
+        if self.settings.signing_key is None:
+            raise SecurityFailure("er is geen ebMS-ondertekeningssleutel ingesteld")
+        return self.settings.signing_key
 
     # --- refusals ---------------------------------------------------------------------------
 
@@ -489,4 +597,19 @@ class EbmsEndpoint:
         # The error goes back synchronously even for syncReplyMode none: an error found before
         # the CPA is known has nowhere else to go, and one answer path keeps senders simple.
         _, body = message_error(progress.header, error, progress.received_at, [signed])
-        return HttpResult("200 OK", body, error.http_headers)
+        return HttpResult("200 OK", self._sign_refusal(body, progress), error.http_headers)
+
+    def _sign_refusal(self, body: bytes, progress: _Progress) -> bytes:
+        """The MessageError signed with our key when the refused message came over a channel
+        whose CPA demands signing, as our Acknowledgments on it are: its sender then trusts
+        only what we signed. The channel is the CPA the header names, looked up for the OIN
+        the TLS certificate proved, whatever else the refusal is about; with no readable
+        header, an unknown CPAId, or a CPA the sender is no party to there is no channel,
+        no signing certificate of ours the sender could check, and the error goes unsigned."""
+        channel = channel_of(progress.header, self.cpas, progress.party.oin)
+        if channel is None or not channel.security.sign:
+            return body
+        if self.settings.signing_key is None:  # the refusal must still reach the sender
+            log.error("request %s: MessageError unsigned: no ebMS signing key", progress.request_id)
+            return body
+        return sign(body, [], self.settings.signing_key)

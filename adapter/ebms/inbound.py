@@ -60,3 +60,13 @@ def check_route(
     if header.action not in sender.can_send:
         raise ValueNotRecognized(f"Action {header.action} is onbekend", "//MessageHeader/Action")
     return cpa, sender
+
+
+def channel_of(header: MessageHeader | None, cpas: CpaStore, oin: str) -> CpaParty | None:
+    """The side of the CPA the message names that belongs to `oin` (the OIN its TLS
+    certificate proved, never the one the header claims), whatever else is wrong with the
+    message; None without a readable header, a known CPAId or `oin` as one of its parties."""
+    if header is None:
+        return None
+    cpa = cpas.get(header.cpa_id)
+    return cpa.party(oin) if cpa is not None else None

@@ -234,9 +234,14 @@ def reply_route(
 
 
 def acknowledgment(
-    request: MessageHeader, now: datetime, extra_headers: Sequence[etree._Element] = ()
+    request: MessageHeader,
+    now: datetime,
+    extra_headers: Sequence[etree._Element] = (),
+    references: Sequence[etree._Element] = (),
 ) -> tuple[str, bytes]:
-    """An Acknowledgment of `request`, returned with its own new MessageId."""
+    """An Acknowledgment of `request`, returned with its own new MessageId. `references` are
+    the ds:Reference elements of the request's signature: a signed Acknowledgment carries
+    them (ebMS 2.0 section 6.3.2), so the ack proves what exactly was received."""
     message_id = new_message_id()
     header = _message_header(
         reply_route(request, "Acknowledgment"), message_id, now, request.message_id
@@ -251,6 +256,7 @@ def acknowledgment(
     party_id = etree.SubElement(sender, f"{_E}PartyId")
     party_id.set(f"{_E}type", OIN_TYPE)
     party_id.text = request.to_party.value
+    ack.extend(references)
     return message_id, _envelope([header, ack, *extra_headers])
 
 
@@ -292,23 +298,38 @@ def business_message(
     ref_to: str | None,
     manifest: Sequence[str],
     extra_headers: Sequence[etree._Element] = (),
+    signed_ack: bool = False,
+    *,
+    ack_requested: bool = True,
+    duplicate_elimination: bool = True,
 ) -> tuple[str, bytes]:
-    """A business message asking for a reliable, once-only delivery (osb-rm)."""
+    """A business message asking for a reliable, once-only delivery (osb-rm): with
+    DuplicateElimination and AckRequested, `signed_ack` for a signed Acknowledgment (osb-rm-s,
+    osb-rm-e). A best-effort channel (osb-be*, whose CPA says ackRequested and
+    duplicateElimination never) gets neither element, so no Acknowledgment comes."""
     message_id = new_message_id()
     header = _message_header(route, message_id, now, ref_to)
-    etree.SubElement(header, f"{_E}DuplicateElimination")
-    ack_requested = etree.Element(f"{_E}AckRequested", nsmap=NSMAP)
-    ack_requested.set(f"{_E}version", "2.0")
-    ack_requested.set(f"{_S}mustUnderstand", "1")
-    ack_requested.set(f"{_S}actor", TO_PARTY_MSH)
-    ack_requested.set(f"{_E}signed", "false")
+    if duplicate_elimination:
+        etree.SubElement(header, f"{_E}DuplicateElimination")
+    blocks = [header]
+    if ack_requested:
+        requested = etree.Element(f"{_E}AckRequested", nsmap=NSMAP)
+        requested.set(f"{_E}version", "2.0")
+        requested.set(f"{_S}mustUnderstand", "1")
+        requested.set(f"{_S}actor", TO_PARTY_MSH)
+        requested.set(f"{_E}signed", "true" if signed_ack else "false")
+        blocks.append(requested)
+    return message_id, _envelope([*blocks, *extra_headers], [_manifest(manifest)])
+
+
+def _manifest(manifest: Sequence[str]) -> etree._Element:
     body_manifest = etree.Element(f"{_E}Manifest", nsmap=NSMAP)
     body_manifest.set(f"{_E}version", "2.0")
     for cid in manifest:
         reference = etree.SubElement(body_manifest, f"{_E}Reference")
         reference.set(f"{{{XLINK}}}href", f"cid:{cid}")
         reference.set(f"{{{XLINK}}}type", "simple")
-    return message_id, _envelope([header, ack_requested, *extra_headers], [body_manifest])
+    return body_manifest
 
 
 def error_of(document: etree._Element) -> tuple[str, str] | None:

@@ -12,19 +12,30 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
 import requests.adapters
 from lxml import etree
 
-from adapter.ebms.cpa import Cpa, CpaParty
-from adapter.ebms.message import EB, Route, business_message, error_of
+from adapter.ebms.cpa import Cpa, CpaParty, CpaStore
+from adapter.ebms.message import EB, Route, business_message, error_of, read_header
 from adapter.ebms.mime import build_package, parse_package
+from adapter.ebms.security import (
+    SigningKey,
+    TrustAnchors,
+    VerifiedSignature,
+    seal,
+    signer_of,
+    verify,
+    verify_acknowledgment,
+)
+from adapter.errors import AdapterError, SecurityFailure
+from adapter.soap.envelope import SOAP_ENV
 from adapter.soap.xml import parse_untrusted
 from adapter.store.db import Database
 from adapter.store.outbox import DueMessage, NewOutboxMessage, Outbox, OutboxStatus
@@ -35,6 +46,11 @@ PARALLEL_DELIVERIES = 8
 PAYLOAD_CID_DOMAIN = "mijnoverheid-adapter"
 XML_PAYLOAD = "text/xml; charset=UTF-8"
 _ACK_REF = f"{{{EB}}}Acknowledgment/{{{EB}}}RefToMessageId"
+_ACK_REQUESTED = f"{{{SOAP_ENV}}}Header/{{{EB}}}AckRequested"
+AcknowledgmentCheck = Callable[[etree._Element], None]
+# A best-effort channel has no PersistDuration: its one attempt may wait this long for a
+# scheduler round (a node down, a busy outbox) before the message counts as failed.
+BEST_EFFORT_KEPT = timedelta(days=1)
 
 
 def _new(
@@ -57,9 +73,9 @@ def _new(
         content_type=content_type,
         body=body,
         needs_ack=needs_ack,
-        max_attempts=party.retries + 1,
+        max_attempts=party.retries + 1,  # best effort: retries 0, one attempt
         retry_interval_seconds=max(int(party.retry_interval.total_seconds()), 1),
-        persist_duration=party.persist_duration,
+        persist_duration=party.persist_duration or BEST_EFFORT_KEPT,
     )
 
 
@@ -73,13 +89,32 @@ def enqueue_business(
     extra_headers: Sequence[etree._Element],
     now: datetime,
     payload_type: str = XML_PAYLOAD,
+    key: SigningKey | None = None,
 ) -> str:
     """Queue a business message with one payload part (XML unless `payload_type` says
-    otherwise, e.g. application/gzip) for `party`; returns its MessageId."""
+    otherwise, e.g. application/gzip) for `party`; returns its MessageId. On the party's
+    -s/-e channel it is signed with `key` (and its payload encrypted for the party) here,
+    once, so every retry sends the same bytes. Reliability follows the party's CPA values:
+    AckRequested and DuplicateElimination unless they say never, retries as many as it says
+    (best effort: none)."""
     payload_cid = f"{uuid.uuid4()}@{PAYLOAD_CID_DOMAIN}"
-    message_id, soap = business_message(route, now, ref_to, [payload_cid], extra_headers)
-    content_type, body = build_package(soap, [(payload_cid, payload_type, payload)])
-    outbox.add(_new(party, cpa, message_id, route.action, content_type, body, True, ref_to), now)
+    acknowledged = party.acknowledges()
+    message_id, soap = business_message(
+        route,
+        now,
+        ref_to,
+        [payload_cid],
+        extra_headers,
+        signed_ack=party.security.ack_signed,
+        ack_requested=acknowledged,
+        duplicate_elimination=party.eliminates_duplicates(),
+    )
+    soap, parts = seal(soap, [(payload_cid, payload_type, payload)], party.security, key)
+    content_type, body = build_package(soap, parts)
+    # Best effort (ackRequested never): done once the party took it, as a signal is.
+    outbox.add(
+        _new(party, cpa, message_id, route.action, content_type, body, acknowledged, ref_to), now
+    )
     return message_id
 
 
@@ -100,14 +135,27 @@ def enqueue_signal(
     )
 
 
+def envelope_of(content_type: str, body: bytes) -> etree._Element:
+    """The SOAP envelope of a message we queued, from its stored wire form."""
+    return parse_untrusted(parse_package(content_type, body).soap.body)
+
+
 def judge_answer(
-    message_id: str, status_code: int, content_type: str, content: bytes, needs_ack: bool
+    message_id: str,
+    status_code: int,
+    content_type: str,
+    content: bytes,
+    needs_ack: bool,
+    check_acknowledgment: AcknowledgmentCheck | None = None,
 ) -> tuple[OutboxStatus, str | None]:
     """The state one delivery attempt leaves a message in, from the peer's HTTP answer.
 
     503 (and any 5xx) is recoverable (Digikoppeling): the message stays pending for a retry.
     Another non-2xx fails it. A signal is done once taken; a business message once the answer
-    carries its Acknowledgment, else it waits for one as its own message (`sent`).
+    carries its Acknowledgment, else it waits for one as its own message (`sent`). When the
+    message asked for a signed Acknowledgment, `check_acknowledgment` must accept it, and a
+    MessageError as well (on a signed channel the party signs that too): one that fails is
+    neither a delivery nor a refusal, and the message is sent again.
     """
     if status_code >= 500:
         return OutboxStatus.PENDING, f"HTTP {status_code}"
@@ -122,10 +170,17 @@ def judge_answer(
     except Exception as exc:  # whatever the peer sent, the message waits for its Acknowledgment
         return OutboxStatus.SENT, f"antwoord onleesbaar: {type(exc).__name__}"
     error = error_of(document)
+    if error is None and document.findtext(f".//{_ACK_REF}") != message_id:
+        return OutboxStatus.SENT, "wacht op Acknowledgment"
+    if check_acknowledgment is not None:
+        try:
+            check_acknowledgment(document)
+        except SecurityFailure as failure:
+            signal = "Acknowledgment" if error is None else "MessageError"
+            return OutboxStatus.PENDING, f"{signal} afgewezen: {failure.description}"
     if error is not None:
         return OutboxStatus.FAILED, f"MessageError {error[0]}: {error[1]}"
-    if document.findtext(f".//{_ACK_REF}") == message_id:
-        return OutboxStatus.DELIVERED, None
+    return OutboxStatus.DELIVERED, None
     return OutboxStatus.SENT, "wacht op Acknowledgment"
 
 
@@ -156,8 +211,17 @@ class OutboundTls:
 class Deliverer:
     """Sends due outbox messages; one per process, used by the scheduler."""
 
-    def __init__(self, database: Database, tls: OutboundTls, timeout: float = 30) -> None:
+    def __init__(
+        self,
+        database: Database,
+        tls: OutboundTls,
+        timeout: float = 30,
+        cpas: CpaStore | None = None,
+        signers: TrustAnchors | None = None,
+    ) -> None:
         self.database = database
+        self.cpas = cpas  # with `signers`: for checking signed Acknowledgments (-s/-e)
+        self.signers = signers
         self.session = requests.Session()
         self.session.cert = (str(tls.certificate), str(tls.private_key))
         self.session.verify = str(tls.trust_anchors)
@@ -248,4 +312,48 @@ class Deliverer:
             response.headers.get("Content-Type", "text/xml"),
             response.content,
             message.needs_ack,
+            answer_check(message, self.cpas, self.signers),
         )
+
+
+def answer_check(
+    message: DueMessage, cpas: CpaStore | None, signers: TrustAnchors | None
+) -> AcknowledgmentCheck | None:
+    """How to check the answer to `message` if it asked for a signed Acknowledgment: signed
+    by its receiver the way its CPA says, and an Acknowledgment carrying the references of
+    our signature (a MessageError has none to carry)."""
+    if not message.needs_ack:
+        return None
+    try:
+        sent = envelope_of(message.content_type, message.body)
+        requested = sent.find(_ACK_REQUESTED)
+        if requested is None or requested.get(f"{{{EB}}}signed") != "true":
+            return None
+        header = read_header(sent)
+    except AdapterError:  # our own message: it was readable when we stored it
+        return None
+    cpa = cpas.get(header.cpa_id) if cpas is not None else None
+    party = cpa.party(message.to_oin) if cpa is not None else None
+
+    def check(answer: etree._Element) -> None:
+        if party is None or signers is None:
+            raise SecurityFailure(f"geen CPA {header.cpa_id} om de ondertekening te toetsen")
+        verify_answer(answer, sent, party, signers, datetime.now(UTC))
+
+    return check
+
+
+def verify_answer(
+    answer: etree._Element,
+    sent: etree._Element,
+    party: CpaParty,
+    signers: TrustAnchors,
+    now: datetime,
+) -> VerifiedSignature:
+    """The synchronous answer of `party` to the signed message `sent`, signed the way its
+    side of the CPA says: a MessageError by the party, an Acknowledgment by the party and
+    carrying the references of the signature over `sent`. Raises SecurityFailure."""
+    signer = signer_of(party.security, party.oin)
+    if error_of(answer) is not None:
+        return verify(answer, {}, signer, signers, now)
+    return verify_acknowledgment(answer, signer, signers, now, sent)

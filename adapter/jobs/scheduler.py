@@ -34,6 +34,7 @@ from adapter.jobs.retention import purge_expired_zaken, purge_messages, purge_wu
 from adapter.logs import configure_logging
 from adapter.store.db import Database
 from adapter.store.locks import JobLock, job_lock
+from adapter.wiring import signer_trust
 
 log = logging.getLogger("adapter.jobs")
 
@@ -99,7 +100,11 @@ def build_scheduler(
 ) -> tuple[BlockingScheduler, Deliverer]:
     tls = config.tls
     deliverer = Deliverer(
-        database, OutboundTls(tls.certificate, tls.private_key, tls.trust_anchors)
+        database,
+        OutboundTls(tls.certificate, tls.private_key, tls.trust_anchors),
+        # Signed Acknowledgments (ebMS -s/-e) are checked against the CPA and the signer trust.
+        cpas=CpaStore.load(config.ebms.cpa_dir),
+        signers=signer_trust(config),
     )
     scheduler = BlockingScheduler(timezone=UTC)
 

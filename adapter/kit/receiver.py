@@ -2,6 +2,9 @@
 
 `dk-adapter send --receive-on HOST:PORT` runs it to wait for the asynchronous
 BerichtVerwerkResponse; tests run it as the peer whose outages the outbox must survive.
+Given the CPAs and the organisation's key, it handles the -s/-e profiles as the organisation's
+MSH must: a signed message is verified (and its payloads decrypted) before it is taken, a
+bad one is answered with a SecurityFailure MessageError, and Acknowledgments are signed.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import queue
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +24,23 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from lxml import etree
 
-from adapter.ebms.message import MessageHeader, acknowledgment, read_header
+from adapter.ebms.cpa import Cpa
+from adapter.ebms.message import (
+    MSH_SERVICE,
+    MessageHeader,
+    acknowledgment,
+    message_error,
+    read_header,
+)
 from adapter.ebms.mime import Package, parse_package
+from adapter.ebms.security import (
+    SigningKey,
+    TrustAnchors,
+    VerifiedSignature,
+    open_package,
+    sign,
+)
+from adapter.errors import SecurityFailure
 from adapter.kit.wire import WireMessage
 from adapter.soap.xml import parse_untrusted
 
@@ -36,6 +54,7 @@ class ReceivedMessage:
     package: Package
     peer_certificate: bytes | None
     wire: WireMessage | None = None  # the HTTP body as received, for `send --save`
+    signature: VerifiedSignature | None = None  # -s/-e: the verified signature
 
     def payload(self) -> bytes | None:
         """The first payload the Manifest refers to."""
@@ -96,8 +115,16 @@ class EbmsReceiver:
         key: Path,
         trust_anchors: Path,
         responder: Responder | None = None,
+        *,
+        cpas: Sequence[Cpa] = (),
+        signing_key: SigningKey | None = None,
+        signers: TrustAnchors | None = None,
     ) -> None:
         self.received: queue.Queue[ReceivedMessage] = queue.Queue()
+        self.refused: queue.Queue[tuple[MessageHeader, SecurityFailure]] = queue.Queue()
+        self.cpas = {cpa.cpa_id: cpa for cpa in cpas}  # -s/-e: the rules per CPAId
+        self.signing_key = signing_key
+        self.signers = signers
         self.responder = responder or (lambda _message: ACKNOWLEDGE)
         self.attempts = 0
         self._server = make_server(
@@ -135,7 +162,28 @@ class EbmsReceiver:
             else None
         )
         wire = WireMessage(environ.get("CONTENT_TYPE", ""), body)
-        message = ReceivedMessage(header, envelope, package, peer, wire)
+        cpa = self.cpas.get(header.cpa_id)
+        sender = cpa.party(header.from_party.value) if cpa is not None else None
+        signature = None
+        if sender is not None and header.service != MSH_SERVICE:
+            try:
+                signature, package = open_package(
+                    envelope,
+                    package,
+                    sender.security,
+                    sender.oin,
+                    self.signing_key,
+                    self.signers,
+                    datetime.now(UTC),
+                )
+            except SecurityFailure as failure:
+                self.refused.put((header, failure))
+                _, error = message_error(header, failure, datetime.now(UTC))
+                if sender.security.sign and self.signing_key is not None:
+                    error = sign(error, [], self.signing_key)  # as the CPA asks of the party
+                start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8")])
+                return [error]
+        message = ReceivedMessage(header, envelope, package, peer, wire, signature)
         reply = self.responder(message)
         if reply.drop:
             connection.shutdown(socket.SHUT_RDWR)
@@ -144,10 +192,17 @@ class EbmsReceiver:
             start_response(f"{reply.status} Unavailable", [("Content-Type", "text/plain")])
             return [b"try again later\n"]
         self.received.put(message)
-        if header.service == "urn:oasis:names:tc:ebxml-msg:service" or not reply.acknowledge:
+        # Signals, and best-effort messages (no AckRequested), get no Acknowledgment.
+        if header.service == MSH_SERVICE or not header.ack_requested or not reply.acknowledge:
             start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "0")])
             return [b""]
-        _, ack = acknowledgment(header, datetime.now(UTC))
+        _, ack = acknowledgment(
+            header, datetime.now(UTC), references=signature.references if signature else ()
+        )
+        if sender is not None and (sender.security.sign or sender.security.ack_signed):
+            if self.signing_key is None:
+                raise ValueError("a signed CPA needs the receiver's signing key")
+            ack = sign(ack, [], self.signing_key)
         start_response(
             "200 OK",
             [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(ack)))],

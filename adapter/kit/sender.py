@@ -1,7 +1,10 @@
 """The organisation's side of a BerichtVerwerk delivery, for `dk-adapter send`.
 
 Builds a batch as a Logius client does, packs it into a reliable ebMS message (payload and
-general attachments as MIME parts) and reads what comes back.
+general attachments as MIME parts; on a best-effort CPA one that asks no Acknowledgment) and
+reads what comes back. On a CPA of profile -s or -e the
+message is signed with the organisation's key, and for -e its parts are first encrypted for
+MijnOverheid's certificate from the CPA.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from lxml import etree
 
 from adapter.berichtenbox.berichtverwerk import BATCH, EXTENSION, LETTER
+from adapter.ebms.cpa import ChannelSecurity, Cpa, CpaParty, load_cpa
 from adapter.ebms.message import Route, business_message, error_of
 from adapter.ebms.mime import build_package, parse_package
+from adapter.ebms.outbound import envelope_of, verify_answer
+from adapter.ebms.security import SigningKey, TrustAnchors, VerifiedSignature, seal
 from adapter.kit.client import MtlsClient
 from adapter.kit.receiver import EbmsReceiver, ReceivedMessage
 from adapter.kit.wire import WireMessage
@@ -27,7 +34,38 @@ from adapter.soap.xml import parse_untrusted
 SERVICE = "urn:osb:services:MIJNOVERHEID.ebMS.BB.2.0"
 SERVICE_TYPE = "urn:osb:services"
 REQUEST_ACTION = "GLOBE-R-BV-Request"
+UNSIGNED = ChannelSecurity()  # osb-rm, osb-be
 RESULT_ACTION = "GLOBE-R-BV-Result"
+
+
+@dataclass(frozen=True)
+class SignedChannel:
+    """`--cpa FILE` of an -s/-e CPA: its rules, applied with the organisation's TLS key (which
+    signs, and opens what is encrypted for it)."""
+
+    cpa: Cpa
+    party: CpaParty  # MijnOverheid's side: how to send to it, and how it signs its answers
+    key: SigningKey
+    trust: TrustAnchors
+
+    @classmethod
+    def of_client(cls, path: Path, to_oin: str, client: MtlsClient) -> SignedChannel:
+        """The CPA in `path` as `client`'s organisation uses it towards `to_oin`; ValueError
+        when `to_oin` is no party to it."""
+        cpa = load_cpa(path)
+        party = cpa.party(to_oin)
+        if party is None:
+            raise ValueError(f"{to_oin} is not a party to CPA {cpa.cpa_id}")
+        key = SigningKey.from_files(client.key_file, client.certificate_file)
+        # The dev PKI's certificate files carry their chain; a CPA made by Logius names the
+        # signer's certificate, so the chain matters only for development CPAs without one.
+        window = timedelta(minutes=5)
+        trust = TrustAnchors(client.trusted_root, client.certificate_file, None, window, window)
+        return cls(cpa, party, key, trust)
+
+    def receiver_options(self) -> dict[str, object]:
+        """What an EbmsReceiver needs to verify, open and acknowledge messages on it."""
+        return {"cpas": [self.cpa], "signing_key": self.key, "signers": self.trust}
 
 
 @dataclass(frozen=True)
@@ -103,8 +141,12 @@ def batch_request(
     payload_cid: str,
     general_cids: Sequence[str],
     now: datetime,
+    signed_ack: bool = False,
+    *,
+    reliable: bool = True,
 ) -> tuple[str, bytes]:
-    """The SOAP part of a GLOBE-R-BV-Request; returns (MessageId, envelope)."""
+    """The SOAP part of a GLOBE-R-BV-Request; returns (MessageId, envelope). Not `reliable`
+    (a best-effort CPA, osb-be*): without AckRequested and DuplicateElimination."""
     route = Route(
         cpa_id=cpa_id,
         conversation_id=str(uuid.uuid4()),
@@ -116,7 +158,15 @@ def batch_request(
         service_type=SERVICE_TYPE,
         action=REQUEST_ACTION,
     )
-    return business_message(route, now, None, [payload_cid, *general_cids])
+    return business_message(
+        route,
+        now,
+        None,
+        [payload_cid, *general_cids],
+        signed_ack=signed_ack,
+        ack_requested=reliable,
+        duplicate_elimination=reliable,
+    )
 
 
 @dataclass(frozen=True)
@@ -139,8 +189,14 @@ def deliver(
     cpa_id: str | None,
     payload: bytes,
     general: Sequence[tuple[str, bytes]],
+    security: ChannelSecurity = UNSIGNED,
+    signing_key: SigningKey | None = None,
+    *,
+    reliable: bool = True,
 ) -> Delivery:
-    """Send one GLOBE-R-BV-Request with its payload and general PDF parts."""
+    """Send one GLOBE-R-BV-Request with its payload and general PDF parts; `security` is
+    MijnOverheid's side of the CPA (signed, encrypted for its certificate, signed ack), and
+    `reliable` False for a best-effort CPA (no Acknowledgment is asked for)."""
     from_oin = client.oin()
     payload_cid = f"batch@{from_oin}"
     message_id, soap = batch_request(
@@ -150,9 +206,12 @@ def deliver(
         payload_cid,
         [cid for cid, _ in general],
         datetime.now(UTC),
+        security.ack_signed,
+        reliable=reliable,
     )
     parts = [(payload_cid, "text/xml; charset=UTF-8", payload)]
     parts += [(cid, "application/pdf", content) for cid, content in general]
+    soap, parts = seal(soap, parts, security, signing_key)
     content_type, body = build_package(soap, parts)
     response = client.post(endpoint, body, content_type, "ebXML")
     answer = None
@@ -168,6 +227,23 @@ def deliver(
         WireMessage(content_type, body),
         WireMessage(response.headers.get("Content-Type", ""), response.content),
     )
+
+
+def verify_signed_answer(
+    delivery: Delivery, mijnoverheid: CpaParty, trust: TrustAnchors
+) -> VerifiedSignature | None:
+    """The signature over MijnOverheid's synchronous answer, checked as the gemeente's MSH
+    must where its side of the CPA (`mijnoverheid`) signs: an Acknowledgment (signed-ack
+    channels) carrying the references of our signature, a MessageError (signed channels)
+    signed. None when the channel signs no such answer or there is none; raises
+    SecurityFailure when it does not hold."""
+    if delivery.answer is None or delivery.request is None:
+        return None
+    security = mijnoverheid.security
+    if not (security.sign if delivery.error is not None else security.ack_signed):
+        return None
+    sent = envelope_of(delivery.request.content_type, delivery.request.body)
+    return verify_answer(delivery.answer, sent, mijnoverheid, trust, datetime.now(UTC))
 
 
 def wait_for_result(

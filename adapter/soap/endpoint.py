@@ -58,15 +58,26 @@ from adapter.soap.addressing import (
 from adapter.soap.envelope import (
     Envelope,
     body_hash,
-    build_envelope,
     build_fault,
     check_content_type,
     check_understood,
+    envelope_tree,
+    fault_tree,
     parse_envelope,
     raw_hash,
+    serialise,
 )
 from adapter.soap.replay import DEFAULT_WINDOW, answer_to_repeat, claim_for
 from adapter.soap.schema import SchemaSet
+from adapter.soap.wssecurity import (
+    WSSE,
+    VerifiedRequest,
+    WsSecurity,
+    decrypt_body,
+    secure_response,
+    signed_body_hash,
+    verify_request,
+)
 from adapter.soap.wus import Call, FaultContext, Operation, WusService
 from adapter.soap.xml import XmlLimits
 from adapter.store.db import Database
@@ -75,8 +86,10 @@ from adapter.transport.identity import identify
 
 log = logging.getLogger("adapter.request")
 
-# WS-Security (2W-be-S) is not processed yet, so a mustUnderstand wsse:Security is refused.
+# WS-Security is processed for organisations with 2W-be-S or 2W-be-SE only; from others a
+# mustUnderstand wsse:Security is refused, and one without it is ignored, unverified.
 UNDERSTOOD_HEADERS = frozenset({WSA})
+SIGNED_PROFILE_HEADERS = frozenset({WSA, WSSE})
 
 
 _UNAVAILABLE = "de database is niet bereikbaar"
@@ -119,6 +132,7 @@ class WusSettings:
     max_request_bytes: int
     xml_limits: XmlLimits  # what parsing one request may cost
     replay_window: timedelta = DEFAULT_WINDOW  # a WS-A MessageID is processed once in it
+    security: WsSecurity | None = None  # our key and the signers' trust, for 2W-be-S/SE
 
 
 @dataclass
@@ -132,6 +146,7 @@ class _Progress:
     operation: Operation | None = None
     addressing: Addressing | None = None
     message_ref: str | None = None
+    verified: VerifiedRequest | None = None  # what the request's WS-Security signature proves
 
 
 class WusEndpoint:
@@ -184,7 +199,11 @@ class WusEndpoint:
         check_content_type(environ.get("CONTENT_TYPE"))
         envelope = parse_envelope(data, self.settings.xml_limits)
         progress.body_hash = body_hash(envelope.body)
-        check_understood(envelope, UNDERSTOOD_HEADERS)
+        if party.organisation.requires_signature:
+            check_understood(envelope, SIGNED_PROFILE_HEADERS)
+            envelope = self._secured(envelope, party, progress)
+        else:
+            check_understood(envelope, UNDERSTOOD_HEADERS)
         operation = self._operation(envelope, environ.get("HTTP_SOAPACTION"))
         progress.operation = operation
         if operation.message_ref is not None:
@@ -209,6 +228,42 @@ class WusEndpoint:
         )
         return HttpResult("200 OK", answer)
 
+    def _security(self) -> WsSecurity:
+        if self.settings.security is None:
+            raise RuntimeError("a 2W-be-S organisation, but no WS-Security configured")
+        return self.settings.security
+
+    def _secured(self, envelope: Envelope, party: Party, progress: _Progress) -> Envelope:
+        """2W-be-S/SE: decrypt the Body (SE), then verify the signature (WB006, WB013)."""
+        security = self._security()
+        if party.organisation.requires_encryption:
+            envelope = decrypt_body(envelope, security.credentials, self.settings.xml_limits)
+            progress.body_hash = body_hash(envelope.body)
+        progress.verified = verify_request(
+            envelope, security.trust, party.oin, progress.received_at
+        )
+        return envelope
+
+    def _answer(self, root: etree._Element, progress: _Progress) -> bytes:
+        """The answer's bytes; signed (and for SE encrypted) for a 2W-be-S/SE organisation."""
+        party = progress.party
+        if party is not None and party.organisation.requires_signature:
+            # A refusal of the request's own security confirms no signature and, with no
+            # verified certificate to encrypt for, goes back unencrypted.
+            verified = progress.verified
+            secure_response(
+                root,
+                self._security(),
+                datetime.now(UTC),
+                confirmation=verified.signature_value if verified is not None else None,
+                encrypt_for=(
+                    verified.certificate
+                    if verified is not None and party.organisation.requires_encryption
+                    else None
+                ),
+            )
+        return serialise(root)
+
     def _store(
         self, operation: Operation, party: Party, envelope: Envelope, progress: _Progress
     ) -> bytes:
@@ -220,7 +275,11 @@ class WusEndpoint:
                 party.oin,
                 progress.addressing.message_id,
                 self.service.name,
-                progress.body_hash,
+                # A signed request signed again carries a new wsu:Id on its Body: the same
+                # request all the same.
+                signed_body_hash(envelope.body)
+                if party.organisation.requires_signature
+                else progress.body_hash,
                 progress.received_at,
             )
 
@@ -247,11 +306,13 @@ class WusEndpoint:
                 payload = operation.handler(call)
                 receipt = self._receipt(progress, Outcome.accept())
                 signed = self.signer.sign(receipt)
-                headers = [signed]
+                headers: list[etree._Element] = []
                 if progress.addressing is not None:
-                    reply = reply_headers(progress.addressing, operation.response_action)
-                    headers = [*reply, signed]
-                answer = build_envelope(payload, headers)
+                    headers = reply_headers(progress.addressing, operation.response_action)
+                if party.organisation.receipt == "header":
+                    headers.append(signed)
+                # What a repeat gets back is these bytes: signed already, the same signature.
+                answer = self._answer(envelope_tree(payload, headers), progress)
                 if claim is not None:
                     repositories.wus_messages.record_answer(
                         claim.sender_oin, claim.message_id, receipt.receipt_id, answer
@@ -332,7 +393,8 @@ class WusEndpoint:
                 log.error(
                     "request %s: receipt not stored: %s", progress.request_id, unavailable.reason
                 )
-            headers.append(signed)
+            if progress.party.organisation.receipt == "header":
+                headers.append(signed)
         context = FaultContext(
             request_id=progress.request_id,
             message_ref=progress.message_ref,
@@ -340,5 +402,5 @@ class WusEndpoint:
             receiver_oin=self.settings.receiver_oin,
         )
         detail = self.service.fault_detail(fault, context)
-        body = build_fault(fault, headers, detail)
+        body = self._answer(fault_tree(fault, headers, detail), progress)
         return HttpResult("500 Internal Server Error", body, fault.http_headers)

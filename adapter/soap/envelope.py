@@ -14,6 +14,7 @@ from adapter.errors import (
     InvalidEnvelope,
     MalformedXml,
     SoapFault,
+    WsSecurityFault,
     XmlNotUtf8,
 )
 from adapter.soap.xml import DEFAULT_LIMITS, XmlLimits, parse_untrusted
@@ -61,7 +62,12 @@ def check_content_type(value: str | None) -> None:
 
 def parse_envelope(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> Envelope:
     """Parse and check the SOAP 1.1 structure (WW003: exactly one Body child)."""
-    root = parse_untrusted(data, limits)
+    return envelope_of(parse_untrusted(data, limits))
+
+
+def envelope_of(root: etree._Element) -> Envelope:
+    """The `Envelope` of a parsed document, once its SOAP 1.1 structure holds; again after a
+    stage changed the tree (a decrypted 2W-be-SE Body)."""
     if root.tag == f"{{{SOAP12_ENV}}}Envelope":
         raise InvalidEnvelope("SOAP 1.2 wordt niet ondersteund, gebruik SOAP 1.1")
     if root.tag != f"{_ENV}Envelope":
@@ -111,19 +117,47 @@ def raw_hash(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
-def _envelope(headers: Sequence[etree._Element], body_child: etree._Element) -> bytes:
+def envelope_tree(
+    body_child: etree._Element, headers: Sequence[etree._Element] = ()
+) -> etree._Element:
+    """An answer's Envelope as a tree, for a stage that still signs it (WS-Security)."""
     envelope = etree.Element(f"{_ENV}Envelope", nsmap={"s": SOAP_ENV})
     if headers:
         header = etree.SubElement(envelope, f"{_ENV}Header")
         header.extend(headers)
     body = etree.SubElement(envelope, f"{_ENV}Body")
     body.append(body_child)
+    return envelope
+
+
+def serialise(envelope: etree._Element) -> bytes:
     data: bytes = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
     return data
 
 
 def build_envelope(payload: etree._Element, headers: Sequence[etree._Element] = ()) -> bytes:
-    return _envelope(headers, payload)
+    return serialise(envelope_tree(payload, headers))
+
+
+def fault_tree(
+    fault: SoapFault,
+    headers: Sequence[etree._Element] = (),
+    detail: etree._Element | None = None,
+) -> etree._Element:
+    """A SOAP 1.1 Fault with the service's own detail element, if it has one for this fault.
+
+    A WS-Security fault's faultcode is a QName in the wsse namespace (wsse:FailedCheck), the
+    others are SOAP's own (s:Client)."""
+    element = etree.Element(f"{_ENV}Fault")
+    if isinstance(fault, WsSecurityFault):
+        code = etree.SubElement(element, "faultcode", nsmap={"wsse": fault.faultcode_namespace})
+        code.text = f"wsse:{fault.faultcode}"
+    else:
+        etree.SubElement(element, "faultcode").text = f"s:{fault.faultcode}"
+    etree.SubElement(element, "faultstring").text = fault.faultstring
+    if detail is not None:
+        etree.SubElement(element, "detail").append(detail)
+    return envelope_tree(element, headers)
 
 
 def build_fault(
@@ -131,10 +165,4 @@ def build_fault(
     headers: Sequence[etree._Element] = (),
     detail: etree._Element | None = None,
 ) -> bytes:
-    """A SOAP 1.1 Fault with the service's own detail element, if it has one for this fault."""
-    element = etree.Element(f"{_ENV}Fault")
-    etree.SubElement(element, "faultcode").text = f"s:{fault.faultcode}"
-    etree.SubElement(element, "faultstring").text = fault.faultstring
-    if detail is not None:
-        etree.SubElement(element, "detail").append(detail)
-    return _envelope(headers, element)
+    return serialise(fault_tree(fault, headers, detail))

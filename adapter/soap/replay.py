@@ -4,8 +4,9 @@ SPEC states duplicate elimination for ebMS only (a duplicate gets the original a
 second delivery); WUS states no rule, so ours follows the ebMS one. A request whose WS-A
 MessageID the same organisation already used, within `limits.replay_window_hours`, for a
 request that was accepted is a repeat:
-- the same service and the same soap:Body (the receipt's BodyHash): the stored original
-  answer goes out again unchanged, receipt included; nothing is processed or stored anew;
+- the same service and the same soap:Body (the receipt's BodyHash; for 2W-be-S/SE without
+  the wsu:Id a new signature gives it): the stored original answer goes out again
+  unchanged, receipt and WS-Security signature included; nothing is processed or stored anew;
 - anything else: refused with `0011`, a client fault that says what to fix, and the
   refusal's own receipt; nothing of the business is stored.
 A refused request keeps no claim on its MessageID (the refusal's transaction rolls back), so

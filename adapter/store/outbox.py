@@ -204,3 +204,13 @@ class Outbox:
         ):
             counts[OutboxStatus(status)] = count
         return counts
+
+    def sent_message(self, message_id: str, to_oin: str) -> tuple[str, bytes] | None:
+        """Content-Type and body, as they went over the wire, of the message we sent `to_oin`
+        with this MessageId (to check that its Acknowledgment carries our references)."""
+        row = self.session.execute(
+            select(OutboxMessage.content_type, OutboxMessage.body).where(
+                OutboxMessage.message_id == message_id, OutboxMessage.to_oin == to_oin
+            )
+        ).first()
+        return None if row is None else (row.content_type, row.body)

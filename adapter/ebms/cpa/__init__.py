@@ -3,7 +3,8 @@
 One module per job, so each can be read and tested on its own:
 
 * `duration`: xs:duration texts (retry interval, persist duration) as timedeltas;
-* `model`: the values, `Cpa` and `CpaParty`, which the rest of the adapter works with;
+* `model`: the values, `Cpa`, `CpaParty` and its `ChannelSecurity`, which the rest of the
+  adapter works with;
 * `reader`: reading and checking one CPA file, every problem a `CpaError`
   (`load_cpa`, `check_cpa`);
 * `registry`: `CpaStore`, the CPAs of one directory and the lookups messages need.
@@ -12,7 +13,7 @@ Importers use this package, not its modules, so the split stays an internal matt
 """
 
 from adapter.ebms.cpa.duration import parse_duration
-from adapter.ebms.cpa.model import Cpa, CpaParty
+from adapter.ebms.cpa.model import ChannelSecurity, Cpa, CpaParty
 from adapter.ebms.cpa.reader import (
     NEXT_MSH,
     NSMAP,
@@ -35,6 +36,7 @@ __all__ = [
     "SYNC_REPLY_MODES",
     "TP",
     "XLINK",
+    "ChannelSecurity",
     "Cpa",
     "CpaError",
     "CpaParty",

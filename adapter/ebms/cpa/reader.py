@@ -18,7 +18,13 @@ What is read, per party (PartyInfo):
   and `DocExchange/ebXMLReceiverBinding` gives `ReliableMessaging/Retries`, `RetryInterval`
   and `PersistDuration`. So a party's values say how to deliver *to* it: the retries we
   make when we send to it, and the window in which it eliminates duplicates. This is how
-  ebms-core, the reference MSH for Digikoppeling, reads them as well.
+  ebms-core, the reference MSH for Digikoppeling, reads them as well;
+* end-to-end security (osb -s, -e), from the same DocExchange: `ebXMLSenderBinding/
+  SenderNonRepudiation` (signed: HashFunction, SignatureAlgorithm, SigningCertificateRef),
+  `SenderDigitalEnvelope` / `ReceiverDigitalEnvelope` (encrypted: EncryptionAlgorithm,
+  the receiver's EncryptionCertificateRef) and `MessagingCharacteristics/@ackSignatureRequested`,
+  into a `ChannelSecurity`. Both parties of one CPA use one profile (the default MSH channel
+  supports one), so their flags must agree; weak algorithms are refused here already.
 
 Refused on purpose (SPEC-digikoppeling §2): PartyId types other than `urn:osb:oin`, OINs with
 an environment suffix (`_T`, `_OTA` …, because PartyIds are matched against certificate OINs),
@@ -31,16 +37,18 @@ Every DeliveryChannel, Transport and DocExchange is checked, used or not.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography import x509
 from lxml import etree
 
 from adapter.ebms.cpa.duration import parse_duration
-from adapter.ebms.cpa.model import Cpa, CpaParty
+from adapter.ebms.cpa.model import ChannelSecurity, Cpa, CpaParty
 from adapter.errors import AdapterError
 from adapter.soap.xml import parse_trusted_file
 
@@ -80,6 +88,24 @@ class _Channel:
     retries: int
     retry_interval: timedelta
     persist_duration: timedelta
+    security: ChannelSecurity
+
+
+# SPEC-digikoppeling §1.5: what a CPA may ask for signing and payload encryption.
+_HASH_FUNCTIONS = frozenset(
+    {
+        "http://www.w3.org/2001/04/xmlenc#sha256",
+        "http://www.w3.org/2001/04/xmldsig-more#sha384",
+        "http://www.w3.org/2001/04/xmlenc#sha512",
+    }
+)
+_SIGNATURE_ALGORITHMS = frozenset(
+    f"http://www.w3.org/2001/04/xmldsig-more#rsa-sha{bits}" for bits in (256, 384, 512)
+)
+_ENCRYPTION_ALGORITHMS = frozenset(
+    {"http://www.w3.org/2009/xmlenc11#aes128-gcm", "http://www.w3.org/2009/xmlenc11#aes256-gcm"}
+)
+_DS = "http://www.w3.org/2000/09/xmldsig#"
 
 
 class _Reader:
@@ -299,6 +325,142 @@ def _party_elements(reader: _Reader, party: etree._Element, where: str) -> _Part
     return elements
 
 
+def _algorithm(
+    reader: _Reader, parent: etree._Element, name: str, where: str, allowed: frozenset[str]
+) -> str | None:
+    """An algorithm element of a NonRepudiation or DigitalEnvelope: its tp:w3c URI if given
+    (CPPA 2.0), else its text; a problem when it is not one Digikoppeling allows."""
+    element = reader.one(parent, name, where)
+    if element is None:
+        return None
+    value = (element.get(f"{_T}w3c") or element.text or "").strip()
+    if value not in allowed:
+        reader.problem(
+            f"{where}/{name}",
+            f"{value!r} is not allowed (SPEC-digikoppeling §1.5): use one of {sorted(allowed)}",
+        )
+        return None
+    return value
+
+
+def _certificate(
+    reader: _Reader, party: etree._Element, ref: etree._Element | None, where: str
+) -> tuple[bool, bytes | None]:
+    """(resolved, DER) of the Certificate a *CertificateRef names; DER None when it has none."""
+    if ref is None:
+        reader.problem(where, "is required")
+        return False, None
+    cert_id = reader.required_attr(ref, "certId", where)
+    if cert_id is None:
+        return False, None
+    certificate = _by_id(party, "Certificate", "certId", cert_id)
+    if certificate is None:
+        reader.problem(f"{where}/@certId", f"no Certificate with certId {cert_id!r}")
+        return False, None
+    value = certificate.findtext(f"{{{_DS}}}KeyInfo/{{{_DS}}}X509Data/{{{_DS}}}X509Certificate")
+    if value is None:
+        return True, None
+    try:
+        der = base64.b64decode("".join(value.split()), validate=True)
+        x509.load_der_x509_certificate(der)
+    except ValueError:
+        reader.problem(
+            f"{where.rsplit('/DocExchange', 1)[0]}/Certificate[@certId='{cert_id}']",
+            "X509Certificate is not a base64 DER certificate",
+        )
+        return False, None
+    return True, der
+
+
+def _security(
+    reader: _Reader,
+    party: etree._Element,
+    channel: etree._Element,
+    exchange: etree._Element,
+    where: str,
+    ex_where: str,
+) -> ChannelSecurity | None:
+    """The ChannelSecurity of a DeliveryChannel and its DocExchange; None after a problem."""
+    problems = len(reader.problems)
+    characteristics = channel.find("tp:MessagingCharacteristics", NSMAP)
+    ack_signature = "never"
+    if characteristics is not None:
+        ack_signature = (
+            reader.attr(
+                characteristics, "ackSignatureRequested", f"{where}/MessagingCharacteristics"
+            )
+            or "perMessage"  # the CPPA 2.0 schema's default
+        )
+    sender = exchange.find("tp:ebXMLSenderBinding", NSMAP)
+    receiver = exchange.find("tp:ebXMLReceiverBinding", NSMAP)
+    non_repudiation = None if sender is None else sender.find("tp:SenderNonRepudiation", NSMAP)
+    envelopes = [
+        (side, binding.find(f"tp:{name}", NSMAP))
+        for side, binding, name in (
+            ("ebXMLSenderBinding", sender, "SenderDigitalEnvelope"),
+            ("ebXMLReceiverBinding", receiver, "ReceiverDigitalEnvelope"),
+        )
+        if binding is not None
+    ]
+    envelopes = [(side, element) for side, element in envelopes if element is not None]
+    security = ChannelSecurity(ack_signed=ack_signature == "always")
+    if non_repudiation is not None:
+        nr_where = f"{ex_where}/ebXMLSenderBinding/SenderNonRepudiation"
+        _, signing = _certificate(
+            reader,
+            party,
+            non_repudiation.find("tp:SigningCertificateRef", NSMAP),
+            f"{nr_where}/SigningCertificateRef",
+        )
+        security = replace(
+            security,
+            sign=True,
+            hash_function=_algorithm(
+                reader, non_repudiation, "HashFunction", nr_where, _HASH_FUNCTIONS
+            ),
+            signature_algorithm=_algorithm(
+                reader, non_repudiation, "SignatureAlgorithm", nr_where, _SIGNATURE_ALGORITHMS
+            ),
+            signing_certificate=signing,
+        )
+    for side, envelope in envelopes:
+        env_where = f"{ex_where}/{side}/{etree.QName(envelope).localname}"
+        algorithm = _algorithm(
+            reader, envelope, "EncryptionAlgorithm", env_where, _ENCRYPTION_ALGORITHMS
+        )
+        security = replace(security, encrypt=True, encryption_algorithm=algorithm)
+        if side == "ebXMLReceiverBinding":
+            resolved, encryption = _certificate(
+                reader,
+                party,
+                envelope.find("tp:EncryptionCertificateRef", NSMAP),
+                f"{env_where}/EncryptionCertificateRef",
+            )
+            if encryption is None and resolved:
+                reader.problem(
+                    f"{env_where}/EncryptionCertificateRef",
+                    "names a Certificate without ds:KeyInfo/X509Data/X509Certificate: "
+                    "messages to this party are encrypted for that certificate",
+                )
+            security = replace(security, encryption_certificate=encryption)
+    if security.encrypt and not security.sign:
+        reader.problem(
+            f"{ex_where}/ebXMLSenderBinding/SenderNonRepudiation",
+            "is required: the -e profiles (osb-rm-e, osb-be-e) are signed as well",
+        )
+    acknowledged = (
+        characteristics is not None
+        and (characteristics.get(f"{_T}ackRequested") or "perMessage") != "never"
+    )
+    if security.sign and not security.ack_signed and acknowledged:
+        reader.problem(
+            f"{where}/MessagingCharacteristics/@ackSignatureRequested",
+            f"must be 'always' for a signed profile (Acknowledgments are signed), "
+            f"not {ack_signature!r}",
+        )
+    return security if len(reader.problems) == problems else None
+
+
 def _channel(
     reader: _Reader, party: etree._Element, elements: _PartyElements, channel_id: str
 ) -> _Channel | None:
@@ -327,9 +489,13 @@ def _channel(
                 )
 
     reliability: _Reliability | None = None
+    security: ChannelSecurity | None = None
     exchange_id = reader.required_attr(channel, "docExchangeId", where)
     if exchange_id is not None:
         ex_where = f"{elements.where}/DocExchange[@docExchangeId='{exchange_id}']"
+        exchange = _by_id(party, "DocExchange", "docExchangeId", exchange_id)
+        if exchange is not None:
+            security = _security(reader, party, channel, exchange, where, ex_where)
         binding = elements.receiver_bindings.get(exchange_id)
         if exchange_id not in elements.receiver_bindings:
             reader.problem(
@@ -355,7 +521,7 @@ def _channel(
                         )
                         reliability = None
 
-    if characteristics is None or endpoint is None or reliability is None:
+    if characteristics is None or endpoint is None or reliability is None or security is None:
         return None
     sync_reply_mode, ack_requested, duplicate_elimination = characteristics
     return _Channel(
@@ -367,6 +533,7 @@ def _channel(
         retries=reliability.retries,
         retry_interval=reliability.retry_interval,
         persist_duration=reliability.persist_duration or timedelta(0),
+        security=security,
     )
 
 
@@ -558,6 +725,7 @@ def _party(reader: _Reader, party: etree._Element, index: int) -> CpaParty | Non
         retries=receiving.retries,
         retry_interval=receiving.retry_interval,
         persist_duration=receiving.persist_duration,
+        security=receiving.security,
     )
 
 
@@ -570,6 +738,18 @@ def _check_pair(reader: _Reader, first: CpaParty, second: CpaParty) -> None:
             f"{ROOT}/PartyInfo[2]/CollaborationRole/ServiceBinding/Service",
             f"{second.service_type}:{second.service} differs from the other party's "
             f"{first.service_type}:{first.service}",
+        )
+    ours, theirs = first.security, second.security
+    if (ours.sign, ours.encrypt, ours.ack_signed) != (
+        theirs.sign,
+        theirs.encrypt,
+        theirs.ack_signed,
+    ):
+        reader.problem(
+            f"{ROOT}/PartyInfo[2]/DocExchange",
+            f"profile osb-..{theirs.profile_suffix or ' (unsigned)'} differs from the other "
+            f"party's osb-..{ours.profile_suffix or ' (unsigned)'}: one CPA has one profile "
+            "(signing, encryption and signed acknowledgements alike)",
         )
     pairs = ((1, first, 2, second), (2, second, 1, first))
     for sender_index, sender, receiver_index, receiver in pairs:

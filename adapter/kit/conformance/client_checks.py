@@ -5,7 +5,9 @@ each naming the SPEC rule it breaks. They judge what the real service would refu
 leverancier learns why before the service says so) and what it accepts but Digikoppeling or
 the Logius TAH asks otherwise (warnings: WS-A absent, no PDF/A, a BerichtID seen before).
 The service's own answer is graded after it (`grade_answer`), so nothing it refuses is
-missed even when no rule here foresaw it.
+missed even when no rule here foresaw it. A request of an organisation on 2W-be-S or
+2W-be-SE is opened and its signature verified with the service's own WS-Security code
+(adapter.soap.wssecurity) before the rest is graded on the decrypted Body.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from adapter.ebms.cpa import CpaStore
 from adapter.ebms.inbound import check_route
 from adapter.ebms.message import EB, MSH_SERVICE, TO_PARTY_MSH, MessageHeader, read_header
 from adapter.ebms.mime import Package, parse_content_type, parse_package
-from adapter.errors import AdapterError, EbmsError, Rejected
+from adapter.errors import AdapterError, EbmsError, Rejected, SoapFault
 from adapter.kit.conformance.model import Finding
 from adapter.party import Party
 from adapter.receipts import ReceiptInvalid, verify
 from adapter.soap.addressing import ANONYMOUS, WSA, read_addressing
 from adapter.soap.envelope import SOAP_ENV, Envelope, check_content_type, parse_envelope
 from adapter.soap.schema import SchemaSet
+from adapter.soap.wssecurity import WSSE, WsSecurity, decrypt_body, verify_request
 from adapter.soap.wus import Operation, WusService
 from adapter.soap.xml import XmlLimits, parse_untrusted
 
@@ -68,7 +71,14 @@ R_WSA = (
 )
 R_HEADERS = (
     "SPEC-digikoppeling §1.1 WS007 (no custom header blocks; 0010)",
-    "send only WS-Addressing header blocks",
+    "send only WS-Addressing header blocks (and wsse:Security under 2W-be-S/2W-be-SE)",
+)
+R_WSS = (
+    "SPEC-digikoppeling §1.5 (WB002-WB013: 2W-be-S, 2W-be-SE)",
+    "sign soap:Body, a fresh wsu:Timestamp and every WS-Addressing header, each with its own "
+    "Reference (exclusive c14n, RSA-SHA256), with your PKIoverheid certificate as a "
+    "BinarySecurityToken; under 2W-be-SE encrypt the Body's content for MijnOverheid's "
+    "certificate (AES-GCM, RSA-OAEP)",
 )
 R_IDENTITY = (
     "SPEC Part C (Identity and authorisation)",
@@ -172,6 +182,7 @@ class Context:
     general_limit: int
     xml_limits: XmlLimits
     memory: Memory = field(default_factory=Memory)
+    wss: WsSecurity | None = None  # the service's WS-Security key and signer trust
 
 
 def _unquoted(value: str) -> tuple[str, bool]:
@@ -232,6 +243,12 @@ def grade_wus(
     except AdapterError as exc:
         findings.append(_finding(R_ENVELOPE, f"the envelope is refused: {exc}"))
         return "unreadable request", findings
+    if organisation is not None and organisation.requires_signature:
+        opened, refused = _ws_security(context, envelope, organisation)
+        findings += refused
+        if opened is None:
+            return "encrypted request", findings
+        envelope = opened
     operation = service.operation_for(envelope.payload)
     if operation is None:
         findings.append(
@@ -252,6 +269,29 @@ def grade_wus(
     if organisation is not None:
         findings += _payload_rules(context, operation, envelope.payload, organisation, body)
     return operation.name, findings
+
+
+def _ws_security(
+    context: Context, envelope: Envelope, organisation: Organisation
+) -> tuple[Envelope | None, list[Finding]]:
+    """2W-be-S/SE: the Body decrypted (2W-be-SE) and the signature verified as the service
+    does it; the WS-Security fault it answers is the finding. None: the Body stays closed."""
+    if context.wss is None:
+        raise ValueError("a 2W-be-S organisation, but no WS-Security key in the context")
+    try:
+        if organisation.requires_encryption:
+            envelope = decrypt_body(envelope, context.wss.credentials, context.xml_limits)
+    except SoapFault as fault:
+        return None, [_finding(R_WSS, f"the Body cannot be decrypted: {_wss_fault(fault)}")]
+    try:
+        verify_request(envelope, context.wss.trust, organisation.oin, datetime.now(UTC))
+    except SoapFault as fault:
+        return envelope, [_finding(R_WSS, f"wsse:Security does not hold: {_wss_fault(fault)}")]
+    return envelope, []
+
+
+def _wss_fault(fault: SoapFault) -> str:
+    return f"{fault.receipt_code} {fault.message or fault.summary}"
 
 
 def _soap_action(header: str | None, operation: Operation, service: WusService) -> list[Finding]:
@@ -279,7 +319,10 @@ def _addressing(
     body: bytes,
 ) -> list[Finding]:
     findings = []
+    signs = organisation is not None and organisation.requires_signature
     for header in envelope.headers:
+        if signs and header.tag == f"{{{WSSE}}}Security":
+            continue
         if isinstance(header.tag, str) and not header.tag.startswith(_W):
             findings.append(
                 _finding(

@@ -33,7 +33,14 @@ from adapter.kit.receiver import server_context
 from adapter.pki.identity import read_identity
 from adapter.soap.schema import SchemaSet
 from adapter.transport.identity import CLIENT_CERT_KEY
-from adapter.wiring import EBMS_PATH, build_app, ebms_services, wus_services, xml_limits
+from adapter.wiring import (
+    EBMS_PATH,
+    build_app,
+    ebms_services,
+    ws_security,
+    wus_services,
+    xml_limits,
+)
 
 log = logging.getLogger("adapter.conformance")
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -52,6 +59,11 @@ def context_for(config: Config) -> Context:
         personal_limit=config.limits.personal_attachments_bytes,
         general_limit=config.limits.general_attachments_bytes,
         xml_limits=xml_limits(config),
+        wss=(
+            ws_security(config)
+            if any(o.requires_signature for o in config.organisations.by_oin.values())
+            else None
+        ),
     )
 
 

@@ -1,5 +1,6 @@
-"""Server-mode cases over ebMS 2.0: Ping, BerichtVerwerk (osb-rm, osb-be), AbonnementAanvraag,
-duplicates, content rules and the ebMS errors of SPEC Part C.
+"""Server-mode cases over ebMS 2.0: Ping, BerichtVerwerk (osb-rm, osb-be, and osb-rm-s with the
+leverancier's signed CPA), AbonnementAanvraag, duplicates, content rules and the ebMS errors of
+SPEC Part C.
 
 Each business message must be acknowledged (synchronously when the CPA says
 mshSignalsOnly, else as a message to the kit's receiver), the Acknowledgment must carry a
@@ -26,6 +27,9 @@ from adapter.ebms.message import (
     read_header,
 )
 from adapter.ebms.mime import build_package
+from adapter.ebms.outbound import envelope_of, verify_answer
+from adapter.errors import SecurityFailure
+from adapter.kit.conformance.model import Exchange
 from adapter.kit.conformance.probe import Answer, Probe, check_receipt, request_body_hash
 from adapter.kit.receiver import ReceivedMessage
 from adapter.kit.sender import (
@@ -35,6 +39,7 @@ from adapter.kit.sender import (
     SERVICE_TYPE,
     BerichtSpec,
     build_batch,
+    deliver,
 )
 from adapter.soap.envelope import raw_hash
 
@@ -212,41 +217,122 @@ def batch_case(
             probe.expect(False, f"a best-effort batch was refused: {error_of(signal)}")
             return
         if signal is not None and reliable:
-            verified = check_receipt(
-                probe,
-                signal,
-                operation=REQUEST_ACTION,
-                body_hash_expected=request_body_hash(soap),
-                message_ref=message_id,
-                part_hashes={PAYLOAD_CID: raw_hash(payload)},
-            )
-            if verified is not None:
-                in_receipt = {
-                    b.bericht_id: b.verwerkingscode for b in verified.receipt.outcome.berichten
-                }
-                probe.expect(
-                    in_receipt == want,
-                    f"the receipt records {in_receipt}, expected {want}",
-                )
-        result = _result(probe, message_id, RESULT_ACTION)
-        if result is None:
-            return
-        counters, codes = _result_codes(result)
-        probe.expect(codes == want, f"the result has codes {codes}, expected {want}")
-        probe.expect(
-            counters.get("TotaalAantalOntvangenBerichten") == str(max(len(berichten), 1))
-            or NIL_GUID in want,
-            f"TotaalAantalOntvangenBerichten is {counters.get('TotaalAantalOntvangenBerichten')}",
-        )
-        check_receipt(
-            probe,
-            result.envelope,
-            operation=REQUEST_ACTION,
-            body_hash_expected=None,
-            message_ref=message_id,
-        )
+            _ack_receipt(probe, signal, soap, message_id, {PAYLOAD_CID: raw_hash(payload)}, want)
+        _batch_result(probe, message_id, len(berichten), want)
 
     return run
+
+
+def _ack_receipt(
+    probe: Probe,
+    signal: etree._Element,
+    soap: bytes,
+    message_id: str,
+    part_hashes: dict[str, str],
+    want: dict[str, str],
+) -> None:
+    """The receipt in the Acknowledgment: about this message, recording `want`."""
+    verified = check_receipt(
+        probe,
+        signal,
+        operation=REQUEST_ACTION,
+        body_hash_expected=request_body_hash(soap),
+        message_ref=message_id,
+        part_hashes=part_hashes,
+    )
+    if verified is not None:
+        in_receipt = {b.bericht_id: b.verwerkingscode for b in verified.receipt.outcome.berichten}
+        probe.expect(in_receipt == want, f"the receipt records {in_receipt}, expected {want}")
+
+
+def _batch_result(
+    probe: Probe, message_id: str, count: int, want: dict[str, str]
+) -> ReceivedMessage | None:
+    """The result of a batch of `count` Berichten: with the codes `want` and a receipt."""
+    result = _result(probe, message_id, RESULT_ACTION)
+    if result is None:
+        return None
+    counters, codes = _result_codes(result)
+    probe.expect(codes == want, f"the result has codes {codes}, expected {want}")
+    probe.expect(
+        counters.get("TotaalAantalOntvangenBerichten") == str(max(count, 1)) or NIL_GUID in want,
+        f"TotaalAantalOntvangenBerichten is {counters.get('TotaalAantalOntvangenBerichten')}",
+    )
+    check_receipt(
+        probe,
+        result.envelope,
+        operation=REQUEST_ACTION,
+        body_hash_expected=None,
+        message_ref=message_id,
+    )
+    return result
+
+
+SIGNED_RULE = (
+    "SPEC-digikoppeling §2.7 (osb-rm-s: XMLDSig over envelope and parts; ebMS 2.0 §6.3.2: a "
+    "signed Acknowledgment carries the ds:Reference elements of the acknowledged message)"
+)
+SIGNED_FIX = (
+    "verify the signature by the certificate the CPA names, sign the Acknowledgment (and the "
+    "result) with the certificate your side of the CPA names, and copy the ds:Reference "
+    "elements of the received signature into eb:Acknowledgment"
+)
+
+
+def signed_batch(probe: Probe) -> None:
+    """osb-rm-s: a batch signed by the kit's sender with the organisation's key; the
+    Acknowledgment must be signed by the target and carry the references of that signature,
+    and the result must be signed (the kit's receiver verifies it before taking it)."""
+    target = probe.target
+    channel = target.signed_ebms
+    if channel is None:  # run_case runs this case only with one
+        raise ValueError("no signed CPA (--cpa)")
+    berichten = two_letters(probe)
+    payload = build_batch(target.oin, berichten)
+    delivery = deliver(
+        target.client,
+        target.url(EBMS_PATH),
+        target.receiver_oin,
+        channel.cpa.cpa_id,
+        payload,
+        [],
+        channel.party.security,
+        channel.key,
+    )
+    request, response = delivery.request, delivery.response
+    if request is None or response is None:  # deliver always keeps both
+        raise ValueError("the kit's sender kept no wire messages")
+    probe.exchanges.append(
+        Exchange(f"{REQUEST_ACTION} (signed)", request.body, response.body, delivery.http_status)
+    )
+    answer = Answer(delivery.http_status, response.content_type, response.body, delivery.answer)
+    signal = _signal(probe, answer, delivery.message_id, {"Acknowledgment"})
+    if signal is None or not _acknowledged(probe, signal, delivery.message_id):
+        return
+    sent = envelope_of(request.content_type, request.body)
+    try:
+        verify_answer(signal, sent, channel.party, channel.trust, datetime.now(UTC))
+    except SecurityFailure as failure:
+        probe.expect(
+            False,
+            f"the Acknowledgment's signature does not hold: {failure.description}",
+            SIGNED_RULE,
+            SIGNED_FIX,
+        )
+        return  # as for an unacknowledged batch: the case failed, no need to wait for more
+    soap = etree.tostring(sent)
+    want = subscribed_and_not(berichten)
+    # Part hashes are over the parts as sent: -s signs and does not encrypt.
+    part_hashes = {f"batch@{target.oin}": raw_hash(payload)}
+    _ack_receipt(probe, signal, soap, delivery.message_id, part_hashes, want)
+    result = _batch_result(probe, delivery.message_id, len(berichten), want)
+    if result is not None:
+        probe.expect(
+            result.signature is not None,
+            "the result is not signed, on a channel whose CPA has the target sign",
+            SIGNED_RULE,
+            SIGNED_FIX,
+        )
 
 
 def two_letters(probe: Probe) -> list[BerichtSpec]:

@@ -1,9 +1,11 @@
 """What a conformance run produces: cases, their findings, and a report with one exit status.
 
-A case that could not be run is never counted as passed. Cases for profiles the adapter
-does not support yet (the signed and encrypted ones) are listed as `NOT_RUN` and marked not
-required, so they do not fail a run, yet every report says in words that they were not
-proven; a required case that could not run fails the run like a failed one.
+A case that could not be run is never counted as passed. Cases the kit cannot run yet
+(encrypted or best-effort signed ebMS), or not as given (osb-rm-s without its CPA, a WUS
+case for another WUS profile than the organisation's) are listed as `NOT_RUN` and marked
+not required, so they do not fail a run, yet every report
+says in words that they were not proven; a required case that could not run fails the run
+like a failed one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+
+# The WUS profile of the client's organisation, which decides what the kit sends: unsigned
+# requests (2W-be, which stands for no profile as well), or signed (and encrypted) ones.
+WUS_PROFILES = ("2W-be", "2W-be-S", "2W-be-SE")
 
 
 class Status(StrEnum):

@@ -5,6 +5,7 @@ leverancier's certificate, keeps every request and answer for the report, and co
 findings. `Inbox` is the mTLS ebMS receiver (adapter.kit.receiver) on which asynchronous
 answers (Acknowledgments, results) arrive. `check_receipt` is the one receipt check every
 case uses: the signature, and that the receipt is about the request that was sent.
+`WssSide` is what the kit needs to sign as an organisation on 2W-be-S or 2W-be-SE.
 """
 
 from __future__ import annotations
@@ -13,17 +14,21 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import requests
+from cryptography import x509
 from lxml import etree
 
 from adapter.ebms.mime import parse_package
 from adapter.kit.client import MtlsClient
 from adapter.kit.conformance.model import Exchange, Finding
 from adapter.kit.receiver import EbmsReceiver, ReceivedMessage
+from adapter.kit.sender import SignedChannel
 from adapter.receipts import ReceiptInvalid, VerifiedReceipt, verify
 from adapter.soap.envelope import SOAP_ENV, body_hash, raw_hash
+from adapter.soap.wssecurity import SignerTrust, WssCredentials, WsSecurity
 from adapter.soap.xml import parse_untrusted
 
 MIJNOVERHEID = "00000004003214345001"
@@ -71,6 +76,47 @@ class TestData:
     bericht_type: str = "BESLUIT"  # granted and active for the organisation
 
 
+@dataclass(frozen=True)
+class WssSide:
+    """The client's organisation under 2W-be-S or 2W-be-SE: its key and certificate sign the
+    kit's requests (and open 2W-be-SE answers); answers must be signed by a certificate that
+    chains to `security.trust` and carries the target's OIN. `target_certificate` is the
+    target's WS-Security certificate, which 2W-be-SE requests are encrypted for (WB012)."""
+
+    profile: str
+    security: WsSecurity
+    target_certificate: x509.Certificate | None
+    receipt: str = "header"  # "wsse": no Afleverbevestiging, the signed answer is the proof
+
+    @property
+    def encrypts(self) -> bool:
+        return self.profile == "2W-be-SE"
+
+    @classmethod
+    def of_client(
+        cls,
+        profile: str,
+        certificate: Path,
+        key: Path,
+        root: Path,
+        target_certificate: Path | None,
+        receipt: str = "header",
+    ) -> WssSide:
+        """The client's TLS pair signs (as the adapter's `[wss]` defaults to its TLS pair);
+        answers must chain to `root`, with the intermediates of `target_certificate` (or
+        else of the client certificate's chain)."""
+        window = timedelta(seconds=300)  # the adapter's default clock skew and maximum age
+        trust = SignerTrust(root, target_certificate or certificate, None, window, window)
+        target = (
+            x509.load_pem_x509_certificates(target_certificate.read_bytes())[0]
+            if target_certificate is not None
+            else None
+        )
+        return cls(
+            profile, WsSecurity(WssCredentials.from_files(key, certificate), trust), target, receipt
+        )
+
+
 @dataclass
 class Target:
     """The endpoint under test and how the kit reaches it and is reached by it."""
@@ -83,6 +129,12 @@ class Target:
     cpa_id: str | None = None
     data: TestData = field(default_factory=TestData)
     result_timeout: float = 60.0
+    wss: WssSide | None = None  # None: the organisation's WUS requests are unsigned (2W-be)
+    signed_ebms: SignedChannel | None = None  # `--cpa FILE`: the organisation's osb-rm-s CPA
+
+    @property
+    def wus_profile(self) -> str:
+        return self.wss.profile if self.wss is not None else "2W-be"
 
     @property
     def oin(self) -> str:

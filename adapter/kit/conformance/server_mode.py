@@ -1,9 +1,14 @@
 """Server mode: the matrix of cases, and running it against a target.
 
-`MATRIX` names every case the kit knows, including those it cannot run yet (the signed and
-encrypted profiles, until WS-Security and ebMS signing land): they are reported as not run,
-never as passed. `run_matrix` runs the selected profile's cases in order and reports each
-result to a callback, which the CLI turns into a rich progress bar.
+`MATRIX` names every case the kit knows, including those it cannot run yet (encrypted and
+best-effort signed ebMS): they are reported as not run, never as passed. The osb-rm-s case
+runs when the leverancier passes its signed CPA (`Target.signed_ebms`), else it is not run,
+saying why. A WUS case is written for the WUS profiles it lists: the unsigned ones for an
+organisation on 2W-be (or without a profile), the WS-Security ones for 2W-be-S/2W-be-SE; the
+client certificate's organisation has one profile (`Target.wus_profile`), so the cases of
+the others are not run, saying why.
+`run_matrix` runs the selected profile's cases in order and reports each result to a
+callback, which the CLI turns into a rich progress bar.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from adapter.kit.conformance import ebms_cases as eb
+from adapter.kit.conformance import wss_cases as wss
 from adapter.kit.conformance import wus_cases as wus
 from adapter.kit.conformance.model import CaseResult, Finding, Report, Status
 from adapter.kit.conformance.probe import Probe, Target
 
-SIGNING = "not run: WS-Security/ebMS signing not yet supported"
+SIGNING = "not run: the kit sends signed ebMS only under osb-rm-s (with --cpa) yet"
 PROFILES = ("wus", "ebms", "all")
+UNSIGNED = frozenset({"2W-be"})
+SIGNED = frozenset({"2W-be-S", "2W-be-SE"})
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,8 @@ class Case:
     run: Callable[[Probe], None] | None  # None: listed, not run (see `not_run`)
     not_run: str | None = None
     required: bool = True
+    wus_profiles: frozenset[str] = UNSIGNED  # the organisation's WUS profiles it is for
+    needs_signed_cpa: bool = False  # runs only with `--cpa FILE` of an osb-rm-s channel
 
 
 FAULT_RULE = "SPEC Part C (ValidateAbonnementen rejections); SPEC-digikoppeling §1.6"
@@ -60,6 +70,11 @@ def _signed(case_id: str, title: str, group: str, rule: str) -> Case:
     return Case(case_id, title, group, rule, "", None, SIGNING, required=False)
 
 
+def _wss_fault(case_id: str, title: str, build: Callable[[Probe], bytes], code: str) -> Case:
+    run = wss.wss_fault_case(build, code)
+    return Case(case_id, title, "wus", wss.WSS_RULE, wss.WSS_FAULT_FIX, run, wus_profiles=SIGNED)
+
+
 MATRIX: tuple[Case, ...] = (
     Case(
         "wus.validate-abonnementen.no-wsa",
@@ -77,11 +92,41 @@ MATRIX: tuple[Case, ...] = (
         wus.WS_A_FIX,
         wus.validate_2w_be,
     ),
-    _signed(
+    Case(
         "wus.validate-abonnementen.2w-be-s",
-        "ValidateAbonnementen under 2W-be-S (signed)",
+        "ValidateAbonnementen under 2W-be-S: signed, answered signed and confirmed",
         "wus",
-        "SPEC-digikoppeling §1.5",
+        wss.WSS_RULE,
+        wss.WSS_FIX,
+        wss.validate_signed,
+        wus_profiles=frozenset({"2W-be-S"}),
+    ),
+    Case(
+        "wus.validate-abonnementen.2w-be-se",
+        "ValidateAbonnementen under 2W-be-SE: signed and encrypted both ways",
+        "wus",
+        wss.WSS_RULE,
+        wss.WSS_FIX,
+        wss.validate_signed,
+        wus_profiles=frozenset({"2W-be-SE"}),
+    ),
+    _wss_fault(
+        "wus.wss.fault.unsigned",
+        "a request without wsse:Security: wsse:InvalidSecurity",
+        wss.unsigned,
+        "InvalidSecurity",
+    ),
+    _wss_fault(
+        "wus.wss.fault.body-not-signed",
+        "a signature over a copy of the Body, not the Body (wrapping): wsse:FailedCheck",
+        wss.body_not_signed,
+        "FailedCheck",
+    ),
+    _wss_fault(
+        "wus.wss.fault.stale-timestamp",
+        "a request signed an hour ago: wsse:MessageExpired",
+        wss.stale_timestamp,
+        "MessageExpired",
     ),
     _wus_fault(
         "wus.fault.0001-not-well-formed",
@@ -195,11 +240,14 @@ MATRIX: tuple[Case, ...] = (
         "accept a best-effort message and still send its result",
         eb.batch_case(eb.two_letters, eb.subscribed_and_not, reliable=False),
     ),
-    _signed(
+    Case(
         "ebms.berichtverwerk.osb-rm-s",
-        "BerichtVerwerk under osb-rm-s (signed)",
+        "BerichtVerwerk under osb-rm-s: signed, with a signed Acknowledgment and result",
         "ebms",
-        "SPEC-digikoppeling §2.7",
+        eb.SIGNED_RULE + "; " + BV_RULE,
+        eb.SIGNED_FIX,
+        eb.signed_batch,
+        needs_signed_cpa=True,
     ),
     _signed(
         "ebms.berichtverwerk.osb-rm-e",
@@ -320,16 +368,52 @@ def select(profile: str, only: Sequence[str] = ()) -> list[Case]:
     return cases
 
 
+SIGNED_CPA_HINT = (
+    "pass --cpa FILE, the osb-rm-s CPA of your organisation with the target (the kit signs "
+    "with the --p12 key)"
+)
+
+
+def _not_for(case: Case, target: Target) -> str | None:
+    """Why a case does not fit the target as given: a signed ebMS case without an osb-rm-s
+    CPA, a WUS case for another WUS profile than the client certificate's organisation's."""
+    if case.needs_signed_cpa:
+        channel = target.signed_ebms
+        if channel is None:
+            return f"not run: {SIGNED_CPA_HINT}"
+        if channel.party.security.profile_suffix != "-s" or not channel.party.acknowledges():
+            return f"not run: CPA {channel.cpa.cpa_id} of --cpa is not osb-rm-s; {SIGNED_CPA_HINT}"
+        return None
+    if case.group != "wus":
+        return None
+    profile = target.wus_profile
+    if profile in case.wus_profiles:
+        return None
+    if profile in SIGNED:
+        return (
+            f"not run: the client certificate's organisation uses {profile}, which refuses "
+            "this case's unsigned request; run it with the certificate of an organisation on "
+            "2W-be (or without a profile)"
+        )
+    wanted = " or ".join(sorted(case.wus_profiles))
+    return (
+        f"not run: needs an organisation on {wanted}; pass --wus-profile {wanted.split()[0]} "
+        "with the certificate of an organisation the target has on that profile"
+    )
+
+
 def run_case(case: Case, target: Target) -> CaseResult:
-    if case.run is None:
+    unfit = _not_for(case, target)
+    if case.run is None or unfit is not None:
         return CaseResult(
             case.case_id,
             case.title,
             case.group,
             case.rule,
             Status.NOT_RUN,
-            reason=case.not_run,
-            required=case.required,
+            reason=case.not_run or unfit,
+            # A case for another organisation's profile is not this organisation's failure.
+            required=case.required and unfit is None,
         )
     probe = Probe(target, case.rule, case.fix)
     started = time.perf_counter()

@@ -44,7 +44,7 @@ WS_A_FIX = (
 )
 
 
-def _envelope(body: str, headers: str = "") -> bytes:
+def soap_envelope(body: str, headers: str = "") -> bytes:
     header = f"<s:Header>{headers}</s:Header>" if headers else ""
     return (
         f'<?xml version="1.0" encoding="utf-8"?>\n<s:Envelope xmlns:s="{SOAP_ENV}">'
@@ -74,7 +74,7 @@ def addressing(to: str | None, message_id: str | None, action: str = VALIDATE_AC
     return "".join(parts)
 
 
-def _abonnementen(answer: Answer) -> list[tuple[str | None, str | None]]:
+def abonnementen(answer: Answer) -> list[tuple[str | None, str | None]]:
     if answer.envelope is None:
         return []
     return [
@@ -83,15 +83,15 @@ def _abonnementen(answer: Answer) -> list[tuple[str | None, str | None]]:
     ]
 
 
-def _check_ok(probe: Probe, answer: Answer, what: str) -> bool:
-    fault = _fault(answer)
+def check_ok(probe: Probe, answer: Answer, what: str) -> bool:
+    fault = fault_of(answer)
     return probe.expect(
         answer.status == 200 and fault is None,
         f"{what} was refused: HTTP {answer.status}" + (f", {fault[0]} {fault[1]}" if fault else ""),
     )
 
 
-def _fault(answer: Answer) -> tuple[str, str] | None:
+def fault_of(answer: Answer) -> tuple[str, str] | None:
     """faultcode (without prefix) and faultstring of a SOAP 1.1 fault answer."""
     if answer.envelope is None:
         return None
@@ -110,14 +110,14 @@ def validate_no_wsa(probe: Probe) -> None:
     """The Logius form: no WS-A; one Abonnement per Klant in request order, right flags."""
     data = probe.target.data
     keys = [data.subscribed_bsn, data.not_subscribed_bsn]
-    envelope = _envelope(validate_body(probe.target.oin, keys, data.bericht_type))
+    envelope = soap_envelope(validate_body(probe.target.oin, keys, data.bericht_type))
     answer = probe.post(ABONNEMENTEN, envelope, XML, f'"{VALIDATE_ACTION}"', "ValidateAbonnementen")
-    if not _check_ok(probe, answer, "ValidateAbonnementen"):
+    if not check_ok(probe, answer, "ValidateAbonnementen"):
         return
     probe.expect(
-        _abonnementen(answer) == [(keys[0], "true"), (keys[1], "false")],
+        abonnementen(answer) == [(keys[0], "true"), (keys[1], "false")],
         f"expected Abonnementen {keys[0]}=true, {keys[1]}=false in that order, "
-        f"got {_abonnementen(answer)}",
+        f"got {abonnementen(answer)}",
     )
     check_receipt(
         probe,
@@ -132,14 +132,26 @@ def validate_2w_be(probe: Probe) -> None:
     data = probe.target.data
     message_id = f"urn:uuid:{uuid.uuid4()}"
     to = f"{probe.target.url(ABONNEMENTEN)}?OIN={probe.target.receiver_oin}"
-    envelope = _envelope(
+    envelope = soap_envelope(
         validate_body(probe.target.oin, [data.subscribed_bsn], data.bericht_type),
         addressing(to, message_id),
     )
     answer = probe.post(ABONNEMENTEN, envelope, XML, f'"{VALIDATE_ACTION}"', "2W-be request")
-    if not _check_ok(probe, answer, "ValidateAbonnementen with WS-A") or answer.envelope is None:
+    if not check_ok(probe, answer, "ValidateAbonnementen with WS-A") or answer.envelope is None:
         return
-    header = answer.envelope.find(f"{_S}Header")
+    check_reply_addressing(probe, answer.envelope, message_id)
+    check_receipt(
+        probe,
+        answer.envelope,
+        operation="ValidateAbonnementen",
+        body_hash_expected=request_body_hash(envelope),
+        message_ref=message_id,
+    )
+
+
+def check_reply_addressing(probe: Probe, envelope: etree._Element, message_id: str) -> None:
+    """The answer's WS-A headers: the response Action, a new MessageID, RelatesTo the request."""
+    header = envelope.find(f"{_S}Header")
     found = {
         etree.QName(h).localname: (h.text or "").strip()
         for h in (header if header is not None else [])
@@ -163,13 +175,6 @@ def validate_2w_be(probe: Probe) -> None:
         WS_A,
         WS_A_FIX,
     )
-    check_receipt(
-        probe,
-        answer.envelope,
-        operation="ValidateAbonnementen",
-        body_hash_expected=request_body_hash(envelope),
-        message_ref=message_id,
-    )
 
 
 def fault_case(
@@ -190,7 +195,7 @@ def fault_case(
     def run(probe: Probe) -> None:
         envelope, content_type, soap_action = build(probe)
         answer = probe.post(ABONNEMENTEN, envelope, content_type, soap_action, f"expect {code}")
-        fault = _fault(answer)
+        fault = fault_of(answer)
         if fault is None:
             probe.expect(False, f"expected a SOAP Fault {code}, got none")
             return
@@ -213,7 +218,7 @@ def fault_case(
 
 def _valid(probe: Probe, headers: str = "") -> bytes:
     data = probe.target.data
-    return _envelope(
+    return soap_envelope(
         validate_body(probe.target.oin, [data.subscribed_bsn], data.bericht_type), headers
     )
 
@@ -263,19 +268,19 @@ def not_utf8(probe: Probe) -> tuple[bytes, str, str | None]:
 def other_leverancier(probe: Probe) -> tuple[bytes, str, str | None]:
     data = probe.target.data
     other = "00000001823288444000"  # a real municipality's OIN: never the kit's own
-    return _envelope(validate_body(other, [data.subscribed_bsn], data.bericht_type)), XML, '""'
+    return soap_envelope(validate_body(other, [data.subscribed_bsn], data.bericht_type)), XML, '""'
 
 
 def elfproef(probe: Probe) -> tuple[bytes, str, str | None]:
     data = probe.target.data
     bad = data.subscribed_bsn[:8] + str((int(data.subscribed_bsn[8]) + 1) % 10)
-    return _envelope(validate_body(probe.target.oin, [bad], data.bericht_type)), XML, '""'
+    return soap_envelope(validate_body(probe.target.oin, [bad], data.bericht_type)), XML, '""'
 
 
 def too_many_klanten(probe: Probe) -> tuple[bytes, str, str | None]:
     data = probe.target.data
     keys = [data.subscribed_bsn] * 251
-    return _envelope(validate_body(probe.target.oin, keys, data.bericht_type)), XML, '""'
+    return soap_envelope(validate_body(probe.target.oin, keys, data.bericht_type)), XML, '""'
 
 
 def too_large(probe: Probe) -> None:
@@ -283,7 +288,7 @@ def too_large(probe: Probe) -> None:
     filler = b"<!--" + b"x" * (5 * 1024 * 1024) + b"-->"
     envelope = _valid(probe).replace(b"<s:Body>", b"<s:Body>" + filler)
     answer = probe.post(ABONNEMENTEN, envelope, XML, f'"{VALIDATE_ACTION}"', "5 MiB request")
-    fault = _fault(answer)
+    fault = fault_of(answer)
     probe.expect(
         fault is not None and fault[1].startswith("0001") and answer.status == 500,
         f"a 5 MiB request must be refused with HTTP 500 and 0001, got HTTP {answer.status} "
@@ -321,9 +326,9 @@ def _zaak_body(bsn: str, identificatie: str) -> str:
 
 def zaak_aanleveren(probe: Probe) -> None:
     identificatie = f"conformance-{uuid.uuid4().hex[:12]}"
-    envelope = _envelope(_zaak_body(probe.target.data.subscribed_bsn, identificatie))
+    envelope = soap_envelope(_zaak_body(probe.target.data.subscribed_bsn, identificatie))
     answer = probe.post(LOPENDE_ZAKEN, envelope, XML, f'"{LZ}/ZaakAanleveren"', "ZaakAanleveren")
-    if not _check_ok(probe, answer, "ZaakAanleveren") or answer.envelope is None:
+    if not check_ok(probe, answer, "ZaakAanleveren") or answer.envelope is None:
         return
     resultaat = answer.envelope.findtext(f".//{{{LZ}}}resultaat")
     probe.expect(bool(resultaat), "the ZaakAanleveren answer carries no resultaat")
@@ -337,9 +342,9 @@ def zaak_aanleveren(probe: Probe) -> None:
 
 def zaak_elfproef(probe: Probe) -> None:
     bsn = probe.target.data.subscribed_bsn
-    envelope = _envelope(_zaak_body(bsn[:8] + str((int(bsn[8]) + 1) % 10), "conformance-lz002"))
+    envelope = soap_envelope(_zaak_body(bsn[:8] + str((int(bsn[8]) + 1) % 10), "conformance-lz002"))
     answer = probe.post(LOPENDE_ZAKEN, envelope, XML, f'"{LZ}/ZaakAanleveren"', "expect LZ002")
-    fault = _fault(answer)
+    fault = fault_of(answer)
     code = (
         answer.envelope.findtext(f".//{{{LZ}}}ApplicationFault/{{{LZ}}}Code")
         if (answer.envelope is not None)
@@ -394,9 +399,9 @@ def stuf_bv01(probe: Probe) -> None:
     body = zak_lk01_body(
         probe.target.oin, probe.target.receiver_oin, referentie, probe.target.data.subscribed_bsn
     )
-    envelope = _envelope(body)
+    envelope = soap_envelope(body)
     answer = probe.post(STUF_PATH, envelope, XML, f'"{ZKN}/zakLk01"', "zakLk01")
-    if not _check_ok(probe, answer, "zakLk01") or answer.envelope is None:
+    if not check_ok(probe, answer, "zakLk01") or answer.envelope is None:
         return
     bv01 = answer.envelope.find(f"{_S}Body/{{{STUF}}}Bv01Bericht")
     probe.expect(bv01 is not None, "the answer to zakLk01 is no Bv01Bericht")
@@ -417,7 +422,7 @@ def stuf_bv01(probe: Probe) -> None:
 def stuf_fo01(probe: Probe) -> None:
     referentie = str(uuid.uuid4())
     wrong = "00000001823288444000"
-    envelope = _envelope(
+    envelope = soap_envelope(
         zak_lk01_body(probe.target.oin, wrong, referentie, probe.target.data.subscribed_bsn)
     )
     answer = probe.post(STUF_PATH, envelope, XML, f'"{ZKN}/zakLk01"', "expect Fo01")
