@@ -2,7 +2,7 @@
 whether every new status left exactly one status row and one notification.
 
 Run: `.venv/bin/python bench/lopende_zaken.py [--seconds N] [--connections N] [--pool N]
-[--database sqlite|postgresql] [--json FILE]`.
+[--database sqlite|postgresql] [--json FILE] [--profile STEM]`.
 
 What it does, all on loopback and in a temporary directory that is removed afterwards:
 
@@ -40,6 +40,9 @@ What it does, all on loopback and in a temporary directory that is removed after
    the server's peak RSS (VmHWM of master + workers; pages shared after fork count once per
    process).
 
+With --profile, py-spy samples the server's process tree during the timed window of scenarios
+a and b and the top frames go to STEM-<scenario>-top.txt (as bench/run.py's profiles).
+
 Exit status 1 when any request failed or the zaak_statussen / notifications rows do not match.
 The machine may have few cores, which the server and the load generator share: the figures are
 for comparing runs on one machine, not a capacity statement. Nothing here asserts on timings.
@@ -53,6 +56,7 @@ import multiprocessing
 import os
 import platform
 import re
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -89,6 +93,7 @@ from bench._setup import (  # noqa: E402
     worker_spread_lines,
     worker_spread_notes,
 )
+from bench.run import _profile_text, _py_spy, top_frames  # noqa: E402
 
 NS = "urn:mijnoverheid-adapter:lopende-zaken:1"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -335,21 +340,29 @@ def run_scenario(
     workload: LopendeZaken,
     connections: int,
     seconds: float,
+    profile: Path | None = None,
 ) -> tuple[ScenarioResult, dict[int, int]]:
-    """The result, and per connection the requests it sent (warm-up included)."""
+    """The result, and per connection the requests it sent (warm-up included); with
+    `profile`, py-spy's top frames of the timed window are written there."""
     before = count_rows_of(server.database_url, *TABLES)
     ready: dict[str, int] = {}
+    spy: list[subprocess.Popen[bytes]] = []
+    collapsed = profile.with_suffix(".collapsed") if profile else None
+
+    def at_ready() -> None:
+        ready.update(count_rows_of(server.database_url, *TABLES))
+        if collapsed is not None:
+            spy.append(_py_spy(server.pid, seconds, collapsed, "raw"))
+
     run = run_load(
-        context,
-        server,
-        client_cert,
-        root,
-        workload,
-        connections,
-        seconds,
-        at_ready=lambda: ready.update(count_rows_of(server.database_url, *TABLES)),
+        context, server, client_cert, root, workload, connections, seconds, at_ready=at_ready
     )
     after = count_rows_of(server.database_url, *TABLES)
+    if profile is not None and collapsed is not None and spy:
+        spy[0].wait(timeout=seconds + 60)
+        figures = top_frames(collapsed.read_text())
+        collapsed.unlink()  # megabytes of raw stacks; the top frames stay
+        profile.write_text(_profile_text(f"Lopende Zaken {scenario.name}", figures))
 
     total = run.total
     good = len(total.latencies)
@@ -500,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=200, help="zaken per connection (default 200)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--profile", help="py-spy scenarios a and b into PROFILE-<scenario>-top.txt"
+    )
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.connections < 1 or args.pool < 1:
         parser.error("--seconds, --connections and --pool must be positive")
@@ -527,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
                     workload,
                     args.connections,
                     args.seconds,
+                    Path(f"{args.profile}-{scenario.key}-top.txt")
+                    if args.profile and scenario.new_statuses
+                    else None,
                 )
                 scenarios.append(result)
                 if scenario.new_statuses:

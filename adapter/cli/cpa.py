@@ -131,7 +131,11 @@ def register(commands: Commands, config_loader: ConfigLoader) -> None:
         "--certificate",
         help="PEM file: the organisation's signing/encryption certificate (required for -e)",
     )
-    generate.add_argument("--mijnoverheid-oin", default=DEFAULT_RECEIVER_OIN)
+    generate.add_argument(
+        "--mijnoverheid-oin",
+        default=DEFAULT_RECEIVER_OIN,
+        help=f"MijnOverheid's OIN (role SP; default {DEFAULT_RECEIVER_OIN})",
+    )
     generate.add_argument(
         "--mijnoverheid-endpoint",
         default="https://127.0.0.1:8443/berichtenbox/ebms",
@@ -141,7 +145,12 @@ def register(commands: Commands, config_loader: ConfigLoader) -> None:
         "--mijnoverheid-certificate",
         help="PEM file: MijnOverheid's ebMS signing/encryption certificate (required for -e)",
     )
-    generate.add_argument("--sync-reply-mode", default="none", choices=("none", "mshSignalsOnly"))
+    generate.add_argument(
+        "--sync-reply-mode",
+        default="none",
+        choices=("none", "mshSignalsOnly"),
+        help="none (default): signals as messages of their own; mshSignalsOnly: on the connection",
+    )
     generate.add_argument("--retries", type=int, default=8, help="reliable profiles (default 8)")
     generate.add_argument("--retry-interval", default="PT3H", help="xs:duration (default PT3H)")
     generate.add_argument("--persist-duration", default="P1D", help="xs:duration (default P1D)")

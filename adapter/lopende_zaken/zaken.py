@@ -16,7 +16,7 @@ from stdnum.nl import bsn as bsn_number
 
 from adapter.errors import ZaakRefused
 from adapter.store.models import Zaak, ZaakStatus
-from adapter.store.zaken import Zaken
+from adapter.store.zaken import LockedZaak, ZaakFields, Zaken
 
 
 class Resultaat(StrEnum):
@@ -79,79 +79,79 @@ def _check(melding: ZaakMelding) -> None:
             raise ZaakRefused("LZ006", f"{name} {end} ligt voor startdatum {melding.startdatum}")
 
 
-def _apply_status(zaken: Zaken, zaak: Zaak, melding: StatusMelding, now: datetime) -> Resultaat:
-    existing = zaken.find_status(zaak.id, melding.datum_status_gezet, melding.omschrijving)
-    if existing is not None:
-        return Resultaat.STATUS_AL_BEKEND
-    if zaak.einddatum is not None:
-        raise ZaakRefused("LZ005", f"zaak {zaak.identificatie} is afgesloten op {zaak.einddatum}")
-    status = zaken.add_status(
-        ZaakStatus(
-            zaak_id=zaak.id,
-            code=melding.code,
-            omschrijving=melding.omschrijving,
-            datum_status_gezet=melding.datum_status_gezet,
-            received_at=now,
-        ),
+def _add_status(zaken: Zaken, zaak: LockedZaak, melding: StatusMelding, now: datetime) -> Resultaat:
+    """A status of an open zaak: kept in the history, and current unless a later one is."""
+    status_id = zaken.add_status(
+        zaak.id, melding.code, melding.omschrijving, melding.datum_status_gezet, now
     )
-    current = zaken.current_status(zaak)
-    if current is not None and current.datum_status_gezet > status.datum_status_gezet:
+    if status_id is None:
+        return Resultaat.STATUS_AL_BEKEND
+    if not zaken.make_current(zaak.id, status_id, melding.datum_status_gezet, now):
         return Resultaat.STATUS_OUDER
-    zaak.status_id = status.id
-    zaak.updated_at = now
-    zaken.record_notification(zaak.initiator_bsn, status, now)
+    zaken.record_notification(zaak.initiator_bsn, status_id, now)
     return Resultaat.STATUS_TOEGEVOEGD
 
 
-def _existing(zaken: Zaken, oin: str, identificatie: str) -> Zaak:
-    zaak = zaken.find_zaak(oin, identificatie, for_update=True)
+def _closed(zaken: Zaken, zaak: LockedZaak, melding: StatusMelding | None) -> Resultaat:
+    """A closed zaak is frozen; re-delivering a status it already holds is not an error."""
+    if melding is not None and zaken.has_status(
+        zaak.id, melding.datum_status_gezet, melding.omschrijving
+    ):
+        return Resultaat.STATUS_AL_BEKEND
+    raise ZaakRefused("LZ005", f"zaak {zaak.identificatie} is afgesloten op {zaak.einddatum}")
+
+
+def _existing(zaken: Zaken, oin: str, identificatie: str) -> LockedZaak:
+    zaak = zaken.lock_zaak(oin, identificatie)
     if zaak is None:
         # Also for another organisation's zaak: whether it exists is not theirs to learn.
         raise ZaakRefused("LZ004", f"zaak {identificatie} is onbekend")
     return zaak
 
 
+def _fields(melding: ZaakMelding, stored_resultaat: str | None) -> ZaakFields:
+    return ZaakFields(
+        omschrijving=melding.omschrijving,
+        toelichting=melding.toelichting,
+        zaaktype_code=melding.zaaktype_code,
+        zaaktype_omschrijving=melding.zaaktype_omschrijving,
+        startdatum=melding.startdatum,
+        einddatum_gepland=melding.einddatum_gepland,
+        einddatum=melding.einddatum,
+        resultaat=melding.resultaat if melding.resultaat is not None else stored_resultaat,
+        verwijzing=melding.verwijzing,
+        initiator_bsn=melding.initiator_bsn,
+    )
+
+
 def zaak_aanleveren(zaken: Zaken, oin: str, melding: ZaakMelding, now: datetime) -> Resultaat:
-    """Create or update a zaak; its status (if any) is applied before an einddatum closes it."""
+    """Create or update a zaak; its status (if any) is applied before an einddatum closes it
+    (the zaak is still open for it), so a zaak may arrive closed with its last status."""
     _check(melding)
-    zaak = zaken.find_zaak(oin, melding.identificatie, for_update=True)
-    created = zaak is None
+    zaak = zaken.lock_zaak(oin, melding.identificatie)
     if zaak is None:
-        zaak = zaken.new_zaak(oin, melding.identificatie, now)
-    elif zaak.initiator_bsn != melding.initiator_bsn:
+        created = zaken.new_zaak(oin, melding.identificatie, _fields(melding, None), now)
+        if melding.status is not None:
+            _add_status(zaken, created, melding.status, now)
+        return Resultaat.AANGEMAAKT
+    if zaak.initiator_bsn != melding.initiator_bsn:
         raise ZaakRefused("LZ009", f"zaak {melding.identificatie} hoort bij een andere initiator")
-    elif zaak.einddatum is not None:
-        # A closed zaak is frozen; re-delivering a status it already holds is not an error.
-        status = melding.status
-        if status and zaken.find_status(zaak.id, status.datum_status_gezet, status.omschrijving):
-            return Resultaat.STATUS_AL_BEKEND
-        raise ZaakRefused("LZ005", f"zaak {zaak.identificatie} is afgesloten op {zaak.einddatum}")
-    einddatum = melding.einddatum
-    zaak.omschrijving = melding.omschrijving
-    zaak.toelichting = melding.toelichting
-    zaak.zaaktype_code = melding.zaaktype_code
-    zaak.zaaktype_omschrijving = melding.zaaktype_omschrijving
-    zaak.startdatum = melding.startdatum
-    zaak.einddatum_gepland = melding.einddatum_gepland
-    zaak.resultaat = melding.resultaat if melding.resultaat is not None else zaak.resultaat
-    zaak.verwijzing = melding.verwijzing
-    zaak.initiator_bsn = melding.initiator_bsn
-    zaak.updated_at = now
-    zaken.flush()
-    resultaat = Resultaat.AANGEMAAKT if created else Resultaat.BIJGEWERKT
+    if zaak.einddatum is not None:
+        return _closed(zaken, zaak, melding.status)
+    zaken.update_zaak(zaak.id, _fields(melding, zaak.resultaat), now)
+    resultaat = Resultaat.BIJGEWERKT
     if melding.status is not None:
-        status_resultaat = _apply_status(zaken, zaak, melding.status, now)
-        resultaat = resultaat if created else status_resultaat
-    if einddatum is not None:
-        zaak.einddatum = einddatum
-        resultaat = resultaat if created else Resultaat.AFGESLOTEN
-    return resultaat
+        resultaat = _add_status(zaken, zaak, melding.status, now)
+    return Resultaat.AFGESLOTEN if melding.einddatum is not None else resultaat
 
 
 def status_aanleveren(
     zaken: Zaken, oin: str, identificatie: str, melding: StatusMelding, now: datetime
 ) -> Resultaat:
-    return _apply_status(zaken, _existing(zaken, oin, identificatie), melding, now)
+    zaak = _existing(zaken, oin, identificatie)
+    if zaak.einddatum is not None:
+        return _closed(zaken, zaak, melding)
+    return _add_status(zaken, zaak, melding, now)
 
 
 def zaak_afsluiten(
@@ -169,10 +169,7 @@ def zaak_afsluiten(
         raise ZaakRefused("LZ005", f"zaak {identificatie} is al afgesloten op {zaak.einddatum}")
     if einddatum < zaak.startdatum:
         raise ZaakRefused("LZ006", f"einddatum {einddatum} ligt voor startdatum {zaak.startdatum}")
-    zaak.einddatum = einddatum
-    if resultaat is not None:
-        zaak.resultaat = resultaat
-    zaak.updated_at = now
+    zaken.close_zaak(zaak.id, einddatum, resultaat, now)
     return Resultaat.AFGESLOTEN
 
 
