@@ -42,6 +42,8 @@ def test_the_side_processes_stop_when_the_master_is_killed(
         assert len(below) >= 4, below  # two workers, the scheduler, the citizen listener (+ its)
         os.kill(master, signal.SIGKILL)
         server.process.wait(timeout=10)
-        wait_until(lambda: not any(_alive(pid) for pid in below), timeout=30)
+        # SIGTERM from the kernel, then each process's own orderly shutdown (the scheduler
+        # finishes a delivery in progress): slow on a loaded machine, but it must end.
+        wait_until(lambda: not any(_alive(pid) for pid in below), timeout=60)
         assert _port_free(server.citizen_url)
         assert _port_free(server.admin_url)
