@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,9 @@ class ServerConfig:
     max_connections_per_address: int = 32
     max_connections: int = 1000
     max_worker_memory_mib: int = 1024  # a worker above this is replaced gracefully; 0: never
+    # Request bodies above 1 MiB that one worker reads or handles at once; more wait unread.
+    # Unset: [limits] max_ebms_message_bytes, so two maximum messages never run at once. 0: off.
+    max_body_bytes_in_flight: int = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -655,6 +658,7 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
         max_connections=server.get("max_connections", int, 1000, _positive),
         max_worker_memory_mib=server.get("max_worker_memory_mib", int, 1024, _not_negative),
     )
+    body_bytes_in_flight = server.get("max_body_bytes_in_flight", int, None, _not_negative)
     server.finish()
 
     database = _Section(file, "database", top.get("database", dict))
@@ -841,7 +845,12 @@ def load_config(file: Path | str, environ: Mapping[str, str] | None = None) -> C
     return Config(
         file=file,
         base_dir=base_dir,
-        server=server_config,
+        server=replace(
+            server_config,
+            max_body_bytes_in_flight=limits_config.max_ebms_message_bytes
+            if body_bytes_in_flight is None
+            else body_bytes_in_flight,
+        ),
         database_url=database_url,
         tls=tls_config,
         receipts=receipt_config,

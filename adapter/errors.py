@@ -14,7 +14,7 @@ code that answers never asks what kind of error it holds.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 _Entry = TypeVar("_Entry")
 
@@ -87,6 +87,24 @@ class StoreUnavailable(Rejected):
 
 class StoreConflict(Rejected):
     """A concurrent transaction stored the same row first; running again sees it."""
+
+
+XmlEncryptionKind = Literal["algorithm", "not-for-our-key", "malformed", "tampered"]
+
+
+class XmlEncryptionRefused(AdapterError):
+    """XML Encryption that `adapter.soap.xmlenc` cannot or will not decrypt. `kind` says why:
+    an algorithm not allowed, a key not encrypted for ours, markup or base64 that is not
+    XML Encryption, or content that does not check out (changed, or the wrong key).
+
+    Not a `Rejected`: it never reaches the profiles' tables. Each profile maps it where it
+    decrypts, since what it means there (a WS-Security fault, an ebMS SecurityFailure with
+    the part's location) depends on what was being decrypted."""
+
+    def __init__(self, kind: XmlEncryptionKind, reason: str) -> None:
+        super().__init__(reason)
+        self.kind: XmlEncryptionKind = kind
+        self.reason = reason
 
 
 def translation(table: Mapping[type[Rejected], _Entry], error: Rejected) -> _Entry | None:

@@ -180,15 +180,21 @@ class RunningServer:
 
 @contextmanager
 def running_server(
-    directory: Path, files: PkiFiles, database_url: str, peer_port: int | None = None
+    directory: Path,
+    files: PkiFiles,
+    database_url: str,
+    peer_port: int | None = None,
+    adjust: Callable[[str], str] | None = None,
 ) -> Iterator[RunningServer]:
     """`python -m adapter.cli --config CFG serve` (2 workers x 4 threads) with the example
     accounts imported; stopped (SIGTERM, then SIGKILL after 15 s) however the block ends.
 
     The CPAs send organisations' ebMS messages to 127.0.0.1:`peer_port` (default: a free port
-    nobody listens on)."""
+    nobody listens on). `adjust` may rewrite the configuration's text first."""
     port = free_port()
     config = write_config(directory, _config_pki(files), database_url, port, peer_port)
+    if adjust is not None:
+        config.write_text(adjust(config.read_text(encoding="utf-8")), encoding="utf-8")
     import_example_accounts(config, database_url)
     log = directory / "server.log"
     env = {**os.environ, "DATABASE_URL": database_url}

@@ -7,8 +7,10 @@ a schema of their own that is dropped afterwards, so parallel runs never collide
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -257,17 +259,25 @@ def run_cli(*args: str, config: Path, database_url: str) -> subprocess.Completed
 
 
 def import_example_accounts(config: Path, database_url: str) -> None:
-    """`dk-adapter accounts import` of conf/accounts.example.csv, as `make run` does first."""
-    imported = run_cli(
-        "accounts",
-        "import",
-        str(CONF / "accounts.example.csv"),
-        "--quiet",
-        config=config,
-        database_url=database_url,
-    )
-    if imported.returncode != 0:
-        raise RuntimeError(f"accounts import failed:\n{imported.stdout}{imported.stderr}")
+    """`dk-adapter accounts import` of conf/accounts.example.csv, as `make run` does first.
+
+    In this process, through the same `main` as the command line: a subprocess would import
+    the adapter once more for every server a test starts (the CLI's own tests run it as one).
+    """
+    from adapter.cli import main
+
+    saved = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = database_url
+    try:
+        args = ["--config", str(config), "accounts", "import"]
+        status = main([*args, str(CONF / "accounts.example.csv"), "--quiet"])
+    finally:
+        if saved is None:
+            del os.environ["DATABASE_URL"]
+        else:
+            os.environ["DATABASE_URL"] = saved
+    if status != 0:
+        raise RuntimeError(f"accounts import of {config} failed with status {status}")
 
 
 @dataclass
@@ -370,16 +380,25 @@ def start_server(config: Path, database_url: str, log: Path) -> subprocess.Popen
             env=env,
             stdout=log_handle,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, stopped as one (stop_server)
         )
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
+    """SIGTERM to the server's whole process group at once, as systemd (KillMode=control-group)
+    and a terminal's Ctrl-C do; the master still waits for its side processes before it exits.
+    """
+    _signal_group(process, signal.SIGTERM)
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        process.kill()
+        _signal_group(process, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(process.pid, signum)
 
 
 # --- WS-Security (Digikoppeling 2W-be-S and 2W-be-SE) -----------------------------------------

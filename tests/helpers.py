@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from sqlalchemy import text
 
 from adapter.store.db import Database
 
@@ -31,3 +34,25 @@ def migrated_database(url: str) -> Iterator[Database]:
         yield database
     finally:
         database.dispose()
+
+
+@contextmanager
+def write_lock_held(database: Database, statement: str) -> Iterator[None]:
+    """While the block runs, another thread's transaction has run `statement` and holds the
+    write lock (on SQLite, the database's only one) until the block ends."""
+    writing, done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with database.transaction() as session:
+            session.execute(text(statement))
+            writing.set()
+            done.wait(timeout=10)
+
+    holder = threading.Thread(target=writer)
+    holder.start()
+    try:
+        assert writing.wait(timeout=10)
+        yield
+    finally:
+        done.set()
+        holder.join(timeout=10)

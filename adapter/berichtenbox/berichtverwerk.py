@@ -223,6 +223,18 @@ class _Inline:
         return content
 
 
+def _drop_inhoud(bijlagen: etree._Element) -> None:
+    """Free the base64 text of attachments already decoded.
+
+    The batch tree is the handler's alone and nothing reads an Inhoud twice; without its text
+    a batch's attachments are held once, decoded, instead of also as base64 in the tree (up to
+    a third more than the message itself) while the whole batch is judged and stored.
+    """
+    for inhoud in bijlagen.iter(f"{_L}Inhoud"):
+        if len(inhoud) == 0:  # one text node; a (rare) comment inside keeps the rest
+            inhoud.text = None
+
+
 def _read_letter(element: etree._Element, general: Mapping[str, bytes], inline: _Inline) -> _Letter:
     info: dict[str, str] | None = None
     personal: list[tuple[int, str, bytes]] = []
@@ -232,6 +244,7 @@ def _read_letter(element: etree._Element, general: Mapping[str, bytes], inline: 
             info = _fields(part, _L)
         elif part.tag == _BIJLAGEN:
             personal = _attachments(part, _L, inline)
+            _drop_inhoud(part)
         elif part.tag == _ALGEMENE:
             shared = _attachments(part, _X, lambda f: general[_cid(f.get("Referentie", ""))])
     if info is None:  # the schema requires it; reaching this means it was not checked

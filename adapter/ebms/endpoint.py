@@ -217,6 +217,8 @@ class EbmsEndpoint:
                 f'de HTTP-header SOAPAction {found}; ebMS vereist "{SOAP_ACTION}"', "SOAPAction"
             )
         package = parse_package(environ.get("CONTENT_TYPE", ""), data)
+        # The parts are copies: up to max_message_bytes need not stay alive beside them.
+        del data
         progress.part_hashes = tuple(
             (p.content_id or "", raw_hash(p.body)) for p in package.attachments
         )

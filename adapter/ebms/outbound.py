@@ -181,7 +181,6 @@ def judge_answer(
     if error is not None:
         return OutboxStatus.FAILED, f"MessageError {error[0]}: {error[1]}"
     return OutboxStatus.DELIVERED, None
-    return OutboxStatus.SENT, "wacht op Acknowledgment"
 
 
 class _Budget:
@@ -246,6 +245,8 @@ class Deliverer:
         claims the next: a claim of many at once would keep the last of them waiting, leased,
         while the first are sent, and a node killed meanwhile would strand them all.
         """
+        if not self._anything_due():  # most rounds: no thread woken, no write transaction
+            return 0
         budget = _Budget(limit)
         # Each attempt waits on a peer (TLS handshake, its processing): overlap them.
         workers = [
@@ -259,8 +260,16 @@ class Deliverer:
             tried += 1
         return tried
 
+    def _anything_due(self) -> bool:
+        """Read first: a claim is a write transaction, which on SQLite queues every request's
+        receipt behind it even when it finds nothing."""
+        with self.database.reading() as repositories:
+            return repositories.outbox.has_due(datetime.now(UTC))
+
     def _deliver_next(self) -> bool:
         """Claim, attempt and record one due message; False when none was due."""
+        if not self._anything_due():
+            return False
         with self.database.repositories() as repositories:
             outbox = repositories.outbox
             due, expired = outbox.claim_due(datetime.now(UTC), 1)

@@ -25,7 +25,9 @@ by an `xenc:EncryptedData` document (application/xml) carrying the part's Conten
 its media type as MimeType, AES-GCM ciphertext (IV, ciphertext and tag, XML Encryption 1.1)
 and one `xenc:EncryptedKey` with the AES key wrapped by RSA-OAEP for the receiver's
 certificate. Messages are encrypted first and then signed, so the signature and the receipt's
-part hashes cover what went over the wire; the receiver verifies, then decrypts.
+part hashes cover what went over the wire; the receiver verifies, then decrypts. The XML
+Encryption primitives and the allowed algorithm URIs are those of `adapter.soap.xmlenc`,
+which WUS shares; unlike WUS, ebMS decrypts AES-GCM only, never legacy AES-CBC.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from __future__ import annotations
 import base64
 import copy
 import io
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -44,10 +45,7 @@ from typing import TYPE_CHECKING
 
 import xmlsec
 from cryptography import x509
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 from lxml import etree
 from xmlsec import constants as _C
@@ -55,18 +53,29 @@ from xmlsec import constants as _C
 from adapter.ebms.cpa import ChannelSecurity
 from adapter.ebms.message import EB
 from adapter.ebms.mime import Package, cid_url, parse_content_type
-from adapter.errors import SecurityFailure, WsSecurityFault
+from adapter.errors import SecurityFailure, WsSecurityFault, XmlEncryptionRefused
+from adapter.soap import xmlenc
 from adapter.soap.envelope import SOAP_ENV
 from adapter.soap.wssecurity import SignerTrust, WssCredentials
 from adapter.soap.xml import parse_untrusted
+from adapter.soap.xmlenc import AES128_GCM as AES128_GCM
+from adapter.soap.xmlenc import (
+    AES256_GCM,
+    DIGEST_HASHES,
+    EXC_C14N,
+    RSA_SHA256,
+    RSA_SHA384,
+    RSA_SHA512,
+    SHA256,
+    SHA384,
+    SHA512,
+    XENC,
+)
+from adapter.soap.xmlenc import DSIG as DS
 
 if TYPE_CHECKING:
     from xmlsec.constants import __Transform as XmlsecTransform
 
-DS = "http://www.w3.org/2000/09/xmldsig#"
-XENC = "http://www.w3.org/2001/04/xmlenc#"
-XENC11 = "http://www.w3.org/2009/xmlenc11#"
-EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 XPATH = "http://www.w3.org/TR/1999/REC-xpath-19991116"
 NEXT_MSH = "urn:oasis:names:tc:ebxml-msg:actor:nextMSH"
@@ -77,36 +86,18 @@ NEXT_MSH_FILTER = (
     f'ancestor-or-self::node()[@SOAP:actor="{SOAP_NEXT}"])'
 )
 
-RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+# The URIs Digikoppeling allows (adapter.soap.xmlenc), as libxmlsec1 names them.
 SIGNATURE_METHODS: Mapping[str, XmlsecTransform] = {
     RSA_SHA256: _C.TransformRsaSha256,
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": _C.TransformRsaSha384,
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": _C.TransformRsaSha512,
+    RSA_SHA384: _C.TransformRsaSha384,
+    RSA_SHA512: _C.TransformRsaSha512,
 }
-SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-DIGEST_METHODS: Mapping[str, tuple[XmlsecTransform, type[hashes.HashAlgorithm]]] = {
-    SHA256: (_C.TransformSha256, hashes.SHA256),
-    "http://www.w3.org/2001/04/xmldsig-more#sha384": (_C.TransformSha384, hashes.SHA384),
-    "http://www.w3.org/2001/04/xmlenc#sha512": (_C.TransformSha512, hashes.SHA512),
-}
-AES128_GCM = f"{XENC11}aes128-gcm"
-AES256_GCM = f"{XENC11}aes256-gcm"
-ENCRYPTION_METHODS: Mapping[str, int] = {AES128_GCM: 16, AES256_GCM: 32}  # key bytes
-RSA_OAEP = f"{XENC11}rsa-oaep"
-RSA_OAEP_MGF1P = f"{XENC}rsa-oaep-mgf1p"
-MGF1_SHA256 = f"{XENC11}mgf1sha256"
-_OAEP_HASHES: Mapping[str, type[hashes.HashAlgorithm]] = {
-    "http://www.w3.org/2000/09/xmldsig#sha1": hashes.SHA1,
-    SHA256: hashes.SHA256,
-    "http://www.w3.org/2001/04/xmlenc#sha512": hashes.SHA512,
-}
-_MGF_HASHES: Mapping[str, type[hashes.HashAlgorithm]] = {
-    f"{XENC11}mgf1sha1": hashes.SHA1,
-    MGF1_SHA256: hashes.SHA256,
-    f"{XENC11}mgf1sha512": hashes.SHA512,
+DIGEST_METHODS: Mapping[str, XmlsecTransform] = {
+    SHA256: _C.TransformSha256,
+    SHA384: _C.TransformSha384,
+    SHA512: _C.TransformSha512,
 }
 ENCRYPTED_PART_TYPE = "application/xml"
-_GCM_IV_BYTES = 12
 _DS = f"{{{DS}}}"
 _XENC = f"{{{XENC}}}"
 _HEADER = f"{{{SOAP_ENV}}}Header"
@@ -423,7 +414,7 @@ def verify(
     for transform in (*SIGNATURE_METHODS.values(), _C.TransformExclC14N):
         context.enable_signature_transform(transform)
     for transform in (
-        *(method for method, _ in DIGEST_METHODS.values()),
+        *DIGEST_METHODS.values(),
         _C.TransformEnveloped,
         _C.TransformXPath,
         _C.TransformExclC14N,
@@ -447,7 +438,7 @@ def _which_digest_fails(signature: etree._Element, parts: Mapping[str, bytes]) -
         uri = reference.get("URI") or ""
         if not uri.startswith("cid:"):
             continue
-        digest = hashes.Hash(DIGEST_METHODS[_algorithm(reference, "DigestMethod")][1]())
+        digest = hashes.Hash(DIGEST_HASHES[_algorithm(reference, "DigestMethod")]())
         digest.update(parts[uri[4:]])
         expected = "".join((reference.findtext(f"{_DS}DigestValue") or "").split())
         if base64.b64encode(digest.finalize()).decode("ascii") != expected:
@@ -475,16 +466,8 @@ def encrypt(
     algorithm: str = AES256_GCM,
 ) -> bytes:
     """One payload part as an xenc:EncryptedData document for the holder of `certificate`."""
-    key_bytes = ENCRYPTION_METHODS.get(algorithm)
-    if key_bytes is None:
-        raise ValueError(f"encryption algorithm {algorithm!r}: use AES-128-GCM or AES-256-GCM")
-    public_key = certificate.public_key()
-    if not isinstance(public_key, rsa.RSAPublicKey):
-        raise ValueError("RSA-OAEP key transport needs an RSA certificate")
-    key = AESGCM.generate_key(bit_length=key_bytes * 8)
-    iv = os.urandom(_GCM_IV_BYTES)
-    cipher_value = iv + AESGCM(key).encrypt(iv, content, None)
-    wrapped = public_key.encrypt(key, _oaep(hashes.SHA256, hashes.SHA256))
+    key, cipher_value = xmlenc.encrypt_data(content, algorithm)
+    wrapped = xmlenc.wrap_key(key, certificate)
 
     data = etree.Element(f"{_XENC}EncryptedData", nsmap={"xenc": XENC, "ds": DS})
     data.set("Id", content_id)
@@ -493,34 +476,15 @@ def encrypt(
     etree.SubElement(data, f"{_XENC}EncryptionMethod", Algorithm=algorithm)
     key_info = etree.SubElement(data, f"{_DS}KeyInfo")
     encrypted_key = etree.SubElement(key_info, f"{_XENC}EncryptedKey")
-    method = etree.SubElement(encrypted_key, f"{_XENC}EncryptionMethod", Algorithm=RSA_OAEP)
-    etree.SubElement(method, f"{_DS}DigestMethod", Algorithm=SHA256)
-    etree.SubElement(method, f"{{{XENC11}}}MGF", nsmap={"xenc11": XENC11}, Algorithm=MGF1_SHA256)
+    xmlenc.add_key_transport(encrypted_key)
     recipient = etree.SubElement(etree.SubElement(encrypted_key, f"{_DS}KeyInfo"), f"{_DS}X509Data")
     etree.SubElement(recipient, f"{_DS}X509Certificate").text = base64.b64encode(
         certificate.public_bytes(serialization.Encoding.DER)
     ).decode("ascii")
-    _cipher_data(encrypted_key, wrapped)
-    _cipher_data(data, cipher_value)
+    xmlenc.add_cipher_data(encrypted_key, wrapped)
+    xmlenc.add_cipher_data(data, cipher_value)
     encrypted: bytes = etree.tostring(data, xml_declaration=True, encoding="utf-8")
     return encrypted
-
-
-def _cipher_data(parent: etree._Element, value: bytes) -> None:
-    cipher_data = etree.SubElement(parent, f"{_XENC}CipherData")
-    etree.SubElement(cipher_data, f"{_XENC}CipherValue").text = base64.b64encode(value).decode()
-
-
-def _oaep(digest: type[hashes.HashAlgorithm], mgf: type[hashes.HashAlgorithm]) -> padding.OAEP:
-    return padding.OAEP(mgf=padding.MGF1(mgf()), algorithm=digest(), label=None)
-
-
-def _cipher_value(parent: etree._Element, where: str) -> bytes:
-    text = parent.findtext(f"{_XENC}CipherData/{_XENC}CipherValue")
-    try:
-        return base64.b64decode("".join((text or "").split()), validate=True)
-    except ValueError:
-        raise SecurityFailure(f"{where}: CipherValue is geen base64", where) from None
 
 
 def decrypt(data: bytes, key: SigningKey, where: str = "EncryptedData") -> tuple[str, bytes]:
@@ -536,64 +500,16 @@ def decrypt(data: bytes, key: SigningKey, where: str = "EncryptedData") -> tuple
         raise SecurityFailure(
             f"{where} is niet versleuteld (xenc:EncryptedData), terwijl de CPA dat eist", where
         )
-    algorithm = _algorithm_of(document)
-    if algorithm not in ENCRYPTION_METHODS:
-        raise SecurityFailure(
-            f"{where}: EncryptionMethod {algorithm or '(geen)'} is niet toegestaan; "
-            "toegestaan zijn AES-128-GCM en AES-256-GCM",
-            where,
-        )
-    encrypted_key = document.find(f"{_DS}KeyInfo/{_XENC}EncryptedKey")
-    if encrypted_key is None:
-        raise SecurityFailure(f"{where}: KeyInfo bevat geen xenc:EncryptedKey", where)
-    aes_key = _unwrap(encrypted_key, key, where)
-    if len(aes_key) != ENCRYPTION_METHODS[algorithm]:
-        raise SecurityFailure(f"{where}: de sleutel past niet bij {algorithm}", where)
-    value = _cipher_value(document, where)
     try:
-        content = AESGCM(aes_key).decrypt(value[:_GCM_IV_BYTES], value[_GCM_IV_BYTES:], None)
-    except (InvalidTag, ValueError):
-        raise SecurityFailure(
-            f"{where} is onderweg gewijzigd: de AES-GCM-tag klopt niet", where
-        ) from None
+        algorithm = xmlenc.data_algorithm(document, xmlenc.GCM)  # ebMS: no legacy CBC
+        encrypted_key = document.find(f"{_DS}KeyInfo/{_XENC}EncryptedKey")
+        if encrypted_key is None:
+            raise SecurityFailure(f"{where}: KeyInfo bevat geen xenc:EncryptedKey", where)
+        session_key = xmlenc.unwrap_key(encrypted_key, key)
+        content = xmlenc.decrypt_data(document, algorithm, session_key)
+    except XmlEncryptionRefused as refused:
+        raise SecurityFailure(f"{where}: {refused.reason}", where) from None
     return (document.get("MimeType") or "application/octet-stream"), content
-
-
-def _algorithm_of(element: etree._Element) -> str:
-    method = element.find(f"{_XENC}EncryptionMethod")
-    return "" if method is None else method.get("Algorithm") or ""
-
-
-def _unwrap(encrypted_key: etree._Element, key: SigningKey, where: str) -> bytes:
-    algorithm = _algorithm_of(encrypted_key)
-    method = encrypted_key.find(f"{_XENC}EncryptionMethod")
-    digest_uri = "http://www.w3.org/2000/09/xmldsig#sha1"
-    mgf_uri = f"{XENC11}mgf1sha1"
-    if method is not None:
-        digest_element = method.find(f"{_DS}DigestMethod")
-        if digest_element is not None:
-            digest_uri = digest_element.get("Algorithm") or ""
-        mgf_element = method.find(f"{{{XENC11}}}MGF")
-        if mgf_element is not None and algorithm == RSA_OAEP:
-            mgf_uri = mgf_element.get("Algorithm") or ""
-    if algorithm not in (RSA_OAEP, RSA_OAEP_MGF1P):
-        raise SecurityFailure(
-            f"{where}: key transport {algorithm or '(geen)'} is niet toegestaan; alleen RSA-OAEP",
-            where,
-        )
-    if digest_uri not in _OAEP_HASHES or mgf_uri not in _MGF_HASHES:
-        raise SecurityFailure(f"{where}: RSA-OAEP met onbekende digest of MGF", where)
-    try:
-        return key.private_key.decrypt(
-            _cipher_value(encrypted_key, where),
-            _oaep(_OAEP_HASHES[digest_uri], _MGF_HASHES[mgf_uri]),
-        )
-    except ValueError:
-        raise SecurityFailure(
-            f"{where} is niet voor onze sleutel versleuteld "
-            f"({key.certificate.subject.rfc4514_string()})",
-            where,
-        ) from None
 
 
 # --- a channel's whole rule, for both directions ------------------------------------------------

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from lxml import etree
@@ -82,9 +83,13 @@ from adapter.soap.wus import Call, FaultContext, Operation, WusService
 from adapter.soap.xml import XmlLimits
 from adapter.store.db import Database
 from adapter.transport.http import HttpResult, read_body
-from adapter.transport.identity import identify
+from adapter.transport.identity import CLIENT_CERT_KEY, identify, peer_certificate
 
 log = logging.getLogger("adapter.request")
+
+# Client certificates whose Party a worker remembers: the partners of a deployment, with
+# room for their certificates' renewals.
+KNOWN_CERTIFICATES = 256
 
 # WS-Security is processed for organisations with 2W-be-S or 2W-be-SE only; from others a
 # mustUnderstand wsse:Security is refused, and one without it is ignored, unverified.
@@ -163,6 +168,20 @@ class WusEndpoint:
         self.database = database
         self.signer = signer
         self.schemas = schemas
+        # Reading a certificate (its OIN, fingerprint and subject) costs more than the rest
+        # of identifying; a certificate's Party stays the same for the worker's life, which
+        # ends with every change of the organisations (a reload starts new workers). A
+        # refusal is not remembered, so it is decided again each time.
+        self._party_of = lru_cache(maxsize=KNOWN_CERTIFICATES)(self._read_party)
+
+    def _read_party(self, certificate: bytes) -> Party:
+        return identify({CLIENT_CERT_KEY: certificate}, self.settings.organisations)
+
+    def _identify(self, environ: dict[str, Any]) -> Party:
+        certificate = peer_certificate(environ)
+        if certificate is None:
+            return identify(environ, self.settings.organisations)  # refused: no certificate
+        return self._party_of(certificate)
 
     def handle(self, environ: dict[str, Any]) -> HttpResult:
         progress = _Progress(request_id=uuid.uuid4().hex, received_at=datetime.now(UTC))
@@ -193,7 +212,7 @@ class WusEndpoint:
                 ACCEPTED.labels(service=self.service.name).inc()
 
     def _handle(self, environ: dict[str, Any], progress: _Progress) -> HttpResult:
-        progress.party = party = identify(environ, self.settings.organisations)
+        progress.party = party = self._identify(environ)
         data = read_body(environ, self.settings.max_request_bytes)
         progress.body_hash = raw_hash(data)
         check_content_type(environ.get("CONTENT_TYPE"))

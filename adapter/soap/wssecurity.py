@@ -14,17 +14,17 @@ elsewhere in the envelope (a wrapping attack), or have been made by another orga
 Body is encrypted for the certificate that signed the request (WB012).
 
 The XMLDSig work is libxmlsec1's (python-xmlsec): verifying the references and the signature,
-and signing answers. Encryption is done here with `cryptography` (AES-GCM, RSA-OAEP): the
-WS-Security layout keeps the EncryptedKey in the Security header, pointing at the Body's
-EncryptedData by a ReferenceList, which xmlsec's EncryptionContext does not resolve itself,
-and the plaintext must go through our own safe parser, never libxml2's in-context parse.
+and signing answers. Encryption is `cryptography`'s, through the XML Encryption primitives
+of `adapter.soap.xmlenc` (AES-GCM, RSA-OAEP), laid out here: the WS-Security layout keeps the
+EncryptedKey in the Security header, pointing at the Body's EncryptedData by a ReferenceList,
+which xmlsec's EncryptionContext does not resolve itself, and the plaintext must go through
+our own safe parser, never libxml2's in-context parse.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,12 +33,8 @@ from threading import Lock
 
 import xmlsec
 from cryptography import x509
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding as asymmetric_padding
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.verification import (
     ExtensionPolicy,
     PolicyBuilder,
@@ -48,6 +44,7 @@ from cryptography.x509.verification import (
 from lxml import etree
 
 from adapter.errors import (
+    WsSecurityFault,
     WssExpired,
     WssFailedAuthentication,
     WssFailedCheck,
@@ -55,59 +52,48 @@ from adapter.errors import (
     WssInvalidToken,
     WssTokenUnavailable,
     WssUnsupportedAlgorithm,
+    XmlEncryptionKind,
+    XmlEncryptionRefused,
 )
 from adapter.pki.identity import read_identity
+from adapter.soap import xmlenc
 from adapter.soap.addressing import WSA
 from adapter.soap.envelope import SOAP_ENV, Envelope, body_hash, envelope_of
 from adapter.soap.xml import DEFAULT_LIMITS, XmlLimits, parse_untrusted
+from adapter.soap.xmlenc import (
+    AES256_GCM,
+    CONTENT,
+    DIGEST_METHODS,
+    ELEMENT,
+    EXC_C14N,
+    RSA_SHA256,
+    SHA256,
+    SIGNATURE_METHODS,
+)
+from adapter.soap.xmlenc import DSIG as DSIG
+from adapter.soap.xmlenc import XENC as XENC
 from adapter.xmltime import utc_millis
 
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 WSSE11 = "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd"
-DSIG = "http://www.w3.org/2000/09/xmldsig#"
-XENC = "http://www.w3.org/2001/04/xmlenc#"
-XENC11 = "http://www.w3.org/2009/xmlenc11#"
 X509V3 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3"
 BASE64_BINARY = (
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary"
 )
-EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
-RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-AES128_GCM, AES256_GCM = f"{XENC11}aes128-gcm", f"{XENC11}aes256-gcm"
-AES128_CBC, AES256_CBC = f"{XENC}aes128-cbc", f"{XENC}aes256-cbc"
-RSA_OAEP_MGF1P, RSA_OAEP = f"{XENC}rsa-oaep-mgf1p", f"{XENC11}rsa-oaep"
-MGF1_SHA256 = f"{XENC11}mgf1sha256"
-CONTENT, ELEMENT = f"{XENC}Content", f"{XENC}Element"
 
 _WSU_ID = f"{{{WSU}}}Id"
 _XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 _DS, _WSSE, _WSU, _XENC = f"{{{DSIG}}}", f"{{{WSSE}}}", f"{{{WSU}}}", f"{{{XENC}}}"
 
-# Digikoppeling (BEV SIGN001/SIGN004): RSA with SHA-256 or stronger; never SHA-1.
-SIGNATURE_METHODS = frozenset(
-    {
-        RSA_SHA256,
-        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
-        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
-    }
-)
-DIGEST_METHODS = frozenset(
-    {SHA256, "http://www.w3.org/2001/04/xmldsig-more#sha384", f"{XENC}sha512"}
-)
-# ENC001-ENC004: AES-GCM for data (CBC decrypted for legacy senders only), RSA-OAEP for keys.
-DATA_ALGORITHMS = {AES128_GCM: 16, AES256_GCM: 32, AES128_CBC: 16, AES256_CBC: 32}
-KEY_TRANSPORT = frozenset({RSA_OAEP_MGF1P, RSA_OAEP})
-_OAEP_DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
-    f"{DSIG}sha1": hashes.SHA1,  # OAEP's default; no signature hash, so BEV allows it
-    SHA256: hashes.SHA256,
-    f"{XENC}sha512": hashes.SHA512,
-}
-_MGF_DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
-    f"{XENC11}mgf1sha1": hashes.SHA1,
-    MGF1_SHA256: hashes.SHA256,
-    f"{XENC11}mgf1sha512": hashes.SHA512,
+# WUS decrypts AES-CBC from legacy senders (ENC001-003 ask GCM; we answer in GCM only).
+_ACCEPTED_DATA = xmlenc.GCM | xmlenc.LEGACY_CBC
+# What a refusal of the shared XML Encryption primitives is in WS-Security terms.
+_ENCRYPTION_FAULTS: dict[XmlEncryptionKind, type[WsSecurityFault]] = {
+    "algorithm": WssUnsupportedAlgorithm,
+    "not-for-our-key": WssFailedCheck,
+    "malformed": WssInvalidSecurity,
+    "tampered": WssFailedCheck,
 }
 _MIN_RSA_BITS = 2048
 _RESPONSE_TTL = timedelta(minutes=5)
@@ -305,15 +291,12 @@ def decrypt_body(
     kind = encrypted.get("Type", CONTENT)
     if kind not in (CONTENT, ELEMENT):
         raise WssInvalidSecurity(f"xenc:EncryptedData Type {kind} wordt niet ondersteund")
-    algorithm = _algorithm(encrypted, "xenc:EncryptedData")
-    if algorithm not in DATA_ALGORITHMS:
-        raise WssUnsupportedAlgorithm(
-            f"versleuteling {algorithm} is niet toegestaan; gebruik {AES256_GCM} of {AES128_GCM}"
-        )
-    session_key = _session_key(_encrypted_key_for(encrypted, security), credentials)
-    if len(session_key) != DATA_ALGORITHMS[algorithm]:
-        raise WssFailedCheck("de sessiesleutel past niet bij het versleutelalgoritme")
-    plaintext = _decrypt_data(algorithm, session_key, _cipher_value(encrypted))
+    try:
+        algorithm = xmlenc.data_algorithm(encrypted, _ACCEPTED_DATA)
+        session_key = xmlenc.unwrap_key(_encrypted_key_for(encrypted, security), credentials)
+        plaintext = xmlenc.decrypt_data(encrypted, algorithm, session_key)
+    except XmlEncryptionRefused as refused:
+        raise _ENCRYPTION_FAULTS[refused.kind](refused.reason) from None
     body = envelope.body
     # Parsed inside an element declaring the Body's namespaces: the plaintext may use
     # prefixes declared on the Envelope.
@@ -495,8 +478,8 @@ def _check_signed_info(signature: etree._Element, ids: dict[str, etree._Element]
     return referenced
 
 
-def _algorithm(parent: etree._Element, name: str, tag: str | None = None) -> str:
-    element = parent.find(tag or f"{_XENC}EncryptionMethod")
+def _algorithm(parent: etree._Element, name: str, tag: str) -> str:
+    element = parent.find(tag)
     value = element.get("Algorithm") if element is not None else None
     if not value:
         raise WssInvalidSecurity(f"{name} noemt geen Algorithm")
@@ -585,68 +568,6 @@ def _encrypted_key_for(encrypted: etree._Element, security: etree._Element) -> e
     return candidates[0]
 
 
-def _session_key(encrypted_key: etree._Element, credentials: WssCredentials) -> bytes:
-    method = encrypted_key.find(f"{_XENC}EncryptionMethod")
-    algorithm = method.get("Algorithm") if method is not None else None
-    if algorithm not in KEY_TRANSPORT or method is None:
-        raise WssUnsupportedAlgorithm(
-            f"sleuteltransport {algorithm} is niet toegestaan; "
-            f"gebruik {RSA_OAEP} of {RSA_OAEP_MGF1P}"
-        )
-    digest = method.find(f"{_DS}DigestMethod")
-    digest_uri = digest.get("Algorithm", "") if digest is not None else f"{DSIG}sha1"
-    mgf = method.find(f"{{{XENC11}}}MGF")
-    mgf_uri = (
-        f"{XENC11}mgf1sha1"
-        if mgf is None or algorithm == RSA_OAEP_MGF1P
-        else mgf.get("Algorithm", "")
-    )
-    if digest_uri not in _OAEP_DIGESTS or mgf_uri not in _MGF_DIGESTS:
-        raise WssUnsupportedAlgorithm(
-            f"RSA-OAEP met digest {digest_uri} / MGF {mgf_uri} wordt niet ondersteund"
-        )
-    try:
-        return credentials.private_key.decrypt(
-            _cipher_value(encrypted_key),
-            asymmetric_padding.OAEP(
-                mgf=asymmetric_padding.MGF1(_MGF_DIGESTS[mgf_uri]()),
-                algorithm=_OAEP_DIGESTS[digest_uri](),
-                label=None,
-            ),
-        )
-    except ValueError:
-        raise WssFailedCheck(
-            "de sessiesleutel kan niet worden ontsleuteld met onze sleutel; versleutel voor het "
-            "WS-Security-certificaat van MijnOverheid"
-        ) from None
-
-
-def _cipher_value(element: etree._Element) -> bytes:
-    value = element.findtext(f"{_XENC}CipherData/{_XENC}CipherValue")
-    if value is None:
-        raise WssInvalidSecurity(f"{etree.QName(element).localname} heeft geen xenc:CipherValue")
-    try:
-        return base64.b64decode("".join(value.split()), validate=True)
-    except ValueError:
-        raise WssInvalidSecurity("xenc:CipherValue is geen base64") from None
-
-
-def _decrypt_data(algorithm: str, key: bytes, data: bytes) -> bytes:
-    try:
-        if algorithm in (AES128_GCM, AES256_GCM):
-            return AESGCM(key).decrypt(data[:12], data[12:], None)
-        decryptor = Cipher(algorithms.AES(key), modes.CBC(data[:16])).decryptor()
-        padded = decryptor.update(data[16:]) + decryptor.finalize()
-        # XML Encryption's padding: the last byte says how many bytes to drop, the rest is free.
-        if not padded or not 0 < padded[-1] <= 16:
-            raise ValueError("padding")
-        return padded[: -padded[-1]]
-    except (InvalidTag, ValueError):
-        raise WssFailedCheck(
-            "de Body kan niet worden ontsleuteld (sleutel of inhoud klopt niet)"
-        ) from None
-
-
 # --- answering ------------------------------------------------------------------------------
 
 
@@ -719,18 +640,9 @@ def secure_response(
 def _encrypt_body(block: etree._Element, body: etree._Element, recipient: x509.Certificate) -> None:
     """Body content under AES-256-GCM; the key RSA-OAEP (SHA-256, MGF1-SHA-256) for
     `recipient`, in an EncryptedKey before the signature, as a receiver processes in order."""
-    public_key = recipient.public_key()
-    if not isinstance(public_key, rsa.RSAPublicKey):
-        raise ValueError("the recipient certificate has no RSA key")
     plaintext = (body.text or "").encode() + b"".join(etree.tostring(child) for child in body)
-    session_key, nonce = AESGCM.generate_key(256), os.urandom(12)
-    cipher = AESGCM(session_key).encrypt(nonce, plaintext, None)
-    wrapped = public_key.encrypt(
-        session_key,
-        asymmetric_padding.OAEP(
-            mgf=asymmetric_padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
-        ),
-    )
+    session_key, cipher_value = xmlenc.encrypt_data(plaintext, AES256_GCM)
+    wrapped = xmlenc.wrap_key(session_key, recipient)
     data_id = f"ed-{uuid.uuid4()}"
     for child in list(body):
         body.remove(child)
@@ -739,11 +651,9 @@ def _encrypt_body(block: etree._Element, body: etree._Element, recipient: x509.C
         body, f"{_XENC}EncryptedData", Id=data_id, Type=CONTENT, nsmap={"xenc": XENC}
     )
     etree.SubElement(data, f"{_XENC}EncryptionMethod", Algorithm=AES256_GCM)
-    _cipher_data(data, nonce + cipher)
-    key = etree.Element(f"{_XENC}EncryptedKey", nsmap={"xenc": XENC, "xenc11": XENC11})
-    method = etree.SubElement(key, f"{_XENC}EncryptionMethod", Algorithm=RSA_OAEP)
-    etree.SubElement(method, f"{_DS}DigestMethod", Algorithm=SHA256, nsmap={"ds": DSIG})
-    etree.SubElement(method, f"{{{XENC11}}}MGF", Algorithm=MGF1_SHA256)
+    xmlenc.add_cipher_data(data, cipher_value)
+    key = etree.Element(f"{_XENC}EncryptedKey", nsmap={"xenc": XENC})
+    xmlenc.add_key_transport(key)
     key_info = etree.SubElement(key, f"{_DS}KeyInfo", nsmap={"ds": DSIG})
     issuer_serial = etree.SubElement(
         etree.SubElement(
@@ -753,12 +663,7 @@ def _encrypt_body(block: etree._Element, body: etree._Element, recipient: x509.C
     )
     etree.SubElement(issuer_serial, f"{_DS}X509IssuerName").text = recipient.issuer.rfc4514_string()
     etree.SubElement(issuer_serial, f"{_DS}X509SerialNumber").text = str(recipient.serial_number)
-    _cipher_data(key, wrapped)
+    xmlenc.add_cipher_data(key, wrapped)
     references = etree.SubElement(key, f"{_XENC}ReferenceList")
     etree.SubElement(references, f"{_XENC}DataReference", URI=f"#{data_id}")
     block.insert(1, key)  # after the Timestamp, before the token and the signature
-
-
-def _cipher_data(parent: etree._Element, value: bytes) -> None:
-    cipher_data = etree.SubElement(parent, f"{_XENC}CipherData")
-    etree.SubElement(cipher_data, f"{_XENC}CipherValue").text = base64.b64encode(value).decode()

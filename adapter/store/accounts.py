@@ -13,6 +13,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Select,
     String,
     any_,
     bindparam,
@@ -26,7 +27,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from stdnum.nl import bsn as bsn_number
 
 from adapter.errors import AdapterError
-from adapter.store.models import Account, Subscription, SubscriptionChange
+from adapter.store.models import Account, Subscription, SubscriptionChange, table_of
 
 # BSNs per query when an organisation's subscribers or changes are read page by page: enough
 # to keep the round trips few, few enough to keep memory flat for a million.
@@ -141,21 +142,44 @@ class AccountStanding:
         return by_law or (self.active and self.subscribed)
 
 
-# Every account asked about, with its opt-in for one OIN if it has one: a single query.
-_STANDING = (
-    select(Account.bsn, Account.active, Subscription.oin)
-    .outerjoin(
-        Subscription, (Subscription.bsn == Account.bsn) & (Subscription.oin == bindparam("oin"))
+def _standing_query(bsn_is_asked: ColumnElement[bool]) -> Select[str, bool, str | None]:
+    """Every account asked about, with its opt-in for one OIN if it has one: a single query.
+
+    Core columns and the BSNs as one bound value, so the statement is compiled once per
+    process and reused: an expanding IN is rendered again for every request.
+    """
+    accounts, subscriptions = table_of(Account), table_of(Subscription)
+    return (
+        select(accounts.c.bsn, accounts.c.active, subscriptions.c.oin)
+        .outerjoin(
+            subscriptions,
+            (subscriptions.c.bsn == accounts.c.bsn) & (subscriptions.c.oin == bindparam("oin")),
+        )
+        .where(bsn_is_asked)
     )
-    .where(Account.bsn.in_(bindparam("bsns", expanding=True)))
-)
+
+
+_STANDING = {
+    "postgresql": _standing_query(
+        table_of(Account).c.bsn == any_(bindparam("bsns", type_=ARRAY(String)))
+    ),
+    # SQLite: the BSNs as a JSON array, read back by json_each.
+    "sqlite": _standing_query(
+        table_of(Account).c.bsn.in_(
+            select(func.json_each(bindparam("bsns")).table_valued("value").c.value)
+        )
+    ),
+}
 
 
 def standing(
     session: Session | Connection, bsns: Iterable[str], oin: str
 ) -> dict[str, AccountStanding]:
     """Per BSN that has an account: is it active, and has it opted in for `oin`?"""
-    rows = session.execute(_STANDING, {"bsns": list(set(bsns)), "oin": oin})
+    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    wanted = list(set(bsns))
+    asked = wanted if dialect.name == "postgresql" else json.dumps(wanted)
+    rows = session.execute(_STANDING[dialect.name], {"bsns": asked, "oin": oin})
     return {bsn: AccountStanding(active, opted_in is not None) for bsn, active, opted_in in rows}
 
 

@@ -160,27 +160,33 @@ _LOCK = text(
 _DURABLE = text("SELECT txid_current()")
 # Set in a session's `info` while its transaction's commit still has to reach the disk.
 NOT_YET_DURABLE = "audit_commit_not_yet_durable"
+_AUDIT_LOG = table_of(AuditEntry)
+# Core columns: the ORM's result loading is not needed for one row of three values.
 _HEAD = (
-    select(AuditEntry.seq, AuditEntry.entry_hash, AuditEntry.recorded_at)
-    .order_by(AuditEntry.seq.desc())
+    select(_AUDIT_LOG.c.seq, _AUDIT_LOG.c.entry_hash, _AUDIT_LOG.c.recorded_at)
+    .order_by(_AUDIT_LOG.c.seq.desc())
     .limit(1)
 )
-_INSERT = insert(table_of(AuditEntry))  # Core: one statement, no unit of work
+_INSERT = insert(_AUDIT_LOG)  # Core: one statement, no unit of work
 
 
 def lock_chain(session: Session) -> None:
     """Become the chain's only writer until this transaction ends."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_LOCK, {"key": AUDIT_LOCK_KEY})
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(_LOCK, {"key": AUDIT_LOCK_KEY})
         session.info[NOT_YET_DURABLE] = True
     # SQLite: the transaction began with BEGIN IMMEDIATE, and has written before it got here
     # (append flushes first), so it holds the database's only write lock already.
 
 
 def wait_until_durable(connection: Connection) -> None:
-    """PostgreSQL: return once everything committed on `connection` so far is on disk."""
-    with connection.begin():
-        connection.execute(_DURABLE)
+    """PostgreSQL: return once everything committed on `connection` so far is on disk.
+
+    The statement runs in autocommit, a transaction of its own that PostgreSQL commits
+    synchronously: one round trip instead of BEGIN, the statement and COMMIT.
+    """
+    connection.execution_options(isolation_level="AUTOCOMMIT").execute(_DURABLE)
 
 
 def append(session: Session, record: Record, now: datetime | None = None) -> dict[str, Any]:
@@ -190,7 +196,9 @@ def append(session: Session, record: Record, now: datetime | None = None) -> dic
     """
     session.flush()  # the caller's rows are written before the lock, not under it
     lock_chain(session)
-    head = session.execute(_HEAD).one_or_none()
+    # Core statements on the transaction's connection: the session adds nothing to them.
+    connection = session.connection()
+    head = connection.execute(_HEAD).one_or_none()
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     if head is None:
         seq, prev_hash = 1, GENESIS_HASH
@@ -210,7 +218,7 @@ def append(session: Session, record: Record, now: datetime | None = None) -> dic
         "prev_hash": prev_hash,
     }
     entry["entry_hash"] = entry_hash({**entry, "recorded_at": timestamp(moment)})
-    session.execute(_INSERT, entry)
+    connection.execute(_INSERT, entry)
     return entry
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.errors import StoreConflict, StoreUnavailable
-from adapter.store import audit, migrate
+from adapter.store import audit
 from adapter.store.blobs import BlobStore
 from adapter.store.engine import (
     create_database_engine,
@@ -49,7 +49,7 @@ class Database:
         self.blobs = blobs  # attachment contents, for the repositories that store them
         self.engine = create_database_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite file: lookups outside the write lock (see adapter.store.accounts.Accounts).
+        # SQLite file: reads outside the write lock (adapter.store.accounts.Accounts, reading).
         self._lookups = create_reading_engine(url) if is_database_file(url) else None
 
     def create_schema(self) -> None:
@@ -59,6 +59,10 @@ class Database:
         by `create_all` before migrations existed, and is safe to call from several processes
         at once (the migration holds a lock).
         """
+        # Imported here: Alembic (with Mako) is a fifth of a process's start-up, and only the
+        # processes that migrate need it, not the scheduler or the citizen listener.
+        from adapter.store import migrate
+
         with store_errors():
             migrate.upgrade(self.engine)
 
@@ -79,6 +83,23 @@ class Database:
     def repositories(self) -> Iterator[Repositories]:
         """One transaction, seen through the repositories the profiles and business use."""
         with self.transaction() as session:
+            yield Repositories(session, self.blobs, self._lookups)
+
+    @contextmanager
+    def reading(self) -> Iterator[Repositories]:
+        """Repositories for reads only: what the block writes is rolled back.
+
+        For pollers that mostly find nothing to do. On an SQLite file they read without the
+        write lock that every transaction here takes, each statement seeing the latest commit,
+        so a poll never queues a request's write behind it; elsewhere it is a transaction like
+        any other (PostgreSQL's reads block no writer).
+        """
+        engine = self._lookups if self._lookups is not None else self.engine
+        with (
+            store_errors(),
+            engine.connect() as connection,
+            self._sessions(bind=connection) as session,  # closing it rolls back
+        ):
             yield Repositories(session, self.blobs, self._lookups)
 
     def ping(self) -> None:

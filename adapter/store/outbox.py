@@ -8,6 +8,10 @@ and a node killed mid-attempt releases it at once (its transaction dies with it)
 no row locks: there the lease alone keeps a second process away, and a claim that died with
 its process is due again when the lease runs out. Either way a message is never lost; after a
 crash it may reach the peer twice (its duplicate elimination sees that).
+
+Whether anything is due at all is a plain read (`has_due`), which a poller asks outside any
+write transaction first: on SQLite a claim is a write transaction, and a claim every poll round
+that finds nothing would still queue every request's write behind it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from adapter.store.models import OutboxAttempt, OutboxMessage
+from adapter.store.models import OutboxAttempt, OutboxMessage, table_of
 
 GIVEN_UP = " (opgegeven: retries of persistDuration op)"
 
@@ -33,6 +37,44 @@ class OutboxStatus(StrEnum):
     @property
     def final(self) -> bool:
         return self in (OutboxStatus.DELIVERED, OutboxStatus.FAILED)
+
+
+_OUTBOX = table_of(OutboxMessage)
+_WAITING = (OutboxStatus.PENDING, OutboxStatus.SENT)
+# Due: waiting and its next attempt has come (a message whose chances ran out is found the same
+# way, and given up by the claim).
+_DUE = (_OUTBOX.c.status.in_(_WAITING), _OUTBOX.c.next_attempt_at <= bindparam("due_at"))
+_ANY_DUE = select(_OUTBOX.c.id).where(*_DUE).limit(1)
+_CLAIMABLE = (
+    select(
+        _OUTBOX.c.id,
+        _OUTBOX.c.message_id,
+        _OUTBOX.c.to_oin,
+        _OUTBOX.c.endpoint,
+        _OUTBOX.c.content_type,
+        _OUTBOX.c.body,
+        _OUTBOX.c.needs_ack,
+        _OUTBOX.c.attempts,
+        _OUTBOX.c.max_attempts,
+        _OUTBOX.c.retry_interval_seconds,
+        _OUTBOX.c.expires_at,
+        _OUTBOX.c.last_error,
+    )
+    .where(*_DUE)
+    .order_by(_OUTBOX.c.next_attempt_at)
+    .with_for_update(skip_locked=True)
+)
+# Both by primary key, for rows the claim holds (row lock or SQLite's write lock).
+_LEASE = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .values(attempts=_OUTBOX.c.attempts + 1, next_attempt_at=bindparam("leased_until"))
+)
+_GIVE_UP = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .values(status=OutboxStatus.FAILED, last_error=bindparam("given_up_because"))
+)
 
 
 @dataclass(frozen=True)
@@ -138,29 +180,23 @@ class Outbox:
         FOR UPDATE); SQLite ignores FOR UPDATE and serialises writers instead."""
         return self.session.get_bind().dialect.name == "postgresql"
 
+    def has_due(self, now: datetime) -> bool:
+        """Whether a claim at `now` would find anything: a message to attempt or to give up.
+        Writes nothing, so it may run in `Database.reading()`, outside SQLite's write lock."""
+        return self.session.execute(_ANY_DUE, {"due_at": now}).first() is not None
+
     def claim_due(self, now: datetime, limit: int) -> tuple[list[DueMessage], list[ExpiredMessage]]:
         """Due messages, leased until their next retry; and those whose chances ran out."""
-        rows = list(
-            self.session.scalars(
-                select(OutboxMessage)
-                .where(
-                    OutboxMessage.status.in_((OutboxStatus.PENDING, OutboxStatus.SENT)),
-                    OutboxMessage.next_attempt_at <= now,
-                )
-                .order_by(OutboxMessage.next_attempt_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        due, expired = [], []
+        rows = self.session.execute(_CLAIMABLE.limit(limit), {"due_at": now}).all()
+        due, expired, leases, given_up = [], [], [], []
         for row in rows:
             if now >= row.expires_at or row.attempts >= row.max_attempts:
-                row.status = OutboxStatus.FAILED
-                row.last_error = (row.last_error or "") + GIVEN_UP
-                expired.append(ExpiredMessage(row.message_id, row.to_oin, row.last_error))
+                error = (row.last_error or "") + GIVEN_UP
+                given_up.append({"row_id": row.id, "given_up_because": error})
+                expired.append(ExpiredMessage(row.message_id, row.to_oin, error))
                 continue
-            row.attempts += 1
-            row.next_attempt_at = now + timedelta(seconds=row.retry_interval_seconds)
+            leased_until = now + timedelta(seconds=row.retry_interval_seconds)
+            leases.append({"row_id": row.id, "leased_until": leased_until})
             due.append(
                 DueMessage(
                     row.id,
@@ -172,7 +208,10 @@ class Outbox:
                     row.needs_ack,
                 )
             )
-        self.session.flush()
+        if leases:
+            self.session.execute(_LEASE, leases)
+        if given_up:
+            self.session.execute(_GIVE_UP, given_up)
         return due, expired
 
     def record_attempt(

@@ -39,7 +39,7 @@ def save_receipt(session: Session, receipt: Receipt, signed: etree._Element) -> 
         "xml": etree.tostring(signed, encoding="unicode"),
     }
     record = audit.Record.of(row)  # hashed before the lock is taken
-    session.execute(_INSERT, row)
+    session.connection().execute(_INSERT, row)
     audit.append(session, record)
 
 

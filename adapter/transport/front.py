@@ -14,6 +14,10 @@ Our part is the deadlines, the limits per client address, and what a half-sent b
 - a body that stops arriving reaches the app as unreadable, so the client gets a fault;
 - a client that hangs up mid-body gets nothing and nothing is recorded: nobody is left to
   receive a receipt, and the service was not at fault.
+
+What large bodies may cost a worker is bounded too (`FrontLimits.bytes_in_flight`): a request
+whose declared body would take the bytes of the bodies this worker is reading or handling above
+that budget waits, its body unread, until enough of them are done (`_BodyBudget`).
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import asyncio
 import functools
 import io
 import logging
+import math
 import socket
 import ssl
 import sys
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -47,6 +52,7 @@ _READ = 65536
 _SPOOL_IN_MEMORY = 1 << 20  # bodies above this wait for the app in a temporary file
 _LINGER_BYTES = 1 << 30  # we never discard more than this after refusing an unread body
 _TIMEOUT_ANSWER = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+_BUSY_TEXT = b"503 te veel grote berichten tegelijk; probeer het later opnieuw\n"
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,10 @@ class FrontLimits:
     connections: int = 1000  # open connections in all
     max_head_bytes: int = 16384
     linger_seconds: float = 5.0  # reading on after refusing a body we did not read
+    # Bodies read or being handled at once, in bytes, counting only bodies above
+    # `small_body_bytes` (those never wait); 0: no budget.
+    bytes_in_flight: int = 0
+    small_body_bytes: int = 1 << 20
 
 
 class _ClientGone(Exception):
@@ -76,6 +86,57 @@ class _Unreadable(io.RawIOBase):
 
     def readinto(self, _buffer: Any) -> int:
         raise BodyUnreadable(self.reason)
+
+
+class _BodyBudget:
+    """The bytes of large bodies one worker reads or handles at once, and who waits for room.
+
+    A body is admitted when it fits beside those in flight, or when none is in flight (so a
+    body larger than the budget still runs, alone). Waiting is first come, first served: a
+    large body is not overtaken forever by smaller ones that would fit. Bodies of at most
+    `small` bytes are neither counted nor held back, so big uploads never delay small requests.
+    One event loop runs all of it: no lock is needed.
+    """
+
+    def __init__(self, limit: int, small: int) -> None:
+        self.limit, self.small = limit, small
+        self.in_flight = 0
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    def counts(self, size: int) -> bool:
+        return self.limit > 0 and size > self.small
+
+    def _fits(self, size: int) -> bool:
+        return self.in_flight == 0 or self.in_flight + size <= self.limit
+
+    async def take(self, size: int) -> None:
+        """Wait until `size` bytes may be in flight, and count them; give them back with
+        `give_back`. Cancelled (a deadline), nothing stays counted."""
+        if not self._waiting and self._fits(size):
+            self.in_flight += size
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((size, turn))
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.give_back(size)  # admitted just as the deadline passed
+            else:
+                turn.cancel()
+                self._admit()  # those behind it may fit now
+            raise
+
+    def give_back(self, size: int) -> None:
+        self.in_flight -= size
+        self._admit()
+
+    def _admit(self) -> None:
+        while self._waiting and (self._waiting[0][1].done() or self._fits(self._waiting[0][0])):
+            size, turn = self._waiting.popleft()
+            if not turn.done():
+                self.in_flight += size
+                turn.set_result(None)
 
 
 @dataclass
@@ -98,6 +159,7 @@ class Front:
     ) -> None:
         self.app, self.context, self.limits = app, context, limits
         self.pool, self.body_limit = pool, body_limit
+        self.budget = _BodyBudget(limits.bytes_in_flight, limits.small_body_bytes)
         self.per_address: Counter[str] = Counter()
         self.stopping = False  # requests in progress are answered with Connection: close
         self._accepting: list[asyncio.Task[None]] = []
@@ -263,12 +325,25 @@ class _Exchange:
         """Answer one request; whether the connection may carry another."""
         raw_path, _, query = request.target.decode("latin-1").partition("?")
         path = unquote(raw_path, "latin-1")
-        body = await self._body(request, path)
-        environ = self._environ(request, path, query, body.stream)
-        loop = asyncio.get_running_loop()
-        status, headers, content = await loop.run_in_executor(
-            self.front.pool, _call_app, self.front.app, environ
-        )
+        charge = self._charge(request, path)
+        if charge:
+            try:
+                # Waiting is silence to the client, as a stalled body is: the same deadline.
+                async with asyncio.timeout(self.limits.body_seconds):
+                    await self.front.budget.take(charge)
+            except TimeoutError:
+                await self._refuse_busy()
+                return False
+        try:
+            body = await self._body(request, path)
+            environ = self._environ(request, path, query, body.stream)
+            loop = asyncio.get_running_loop()
+            status, headers, content = await loop.run_in_executor(
+                self.front.pool, _call_app, self.front.app, environ
+            )
+        finally:
+            if charge:
+                self.front.budget.give_back(charge)
         closing = not body.complete or self.front.stopping
         if closing and not any(k.lower() == "connection" for k, _ in headers):
             headers.append(("Connection", "close"))
@@ -288,9 +363,38 @@ class _Exchange:
             await self._linger()
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
+    def _charge(self, request: h11.Request, path: str) -> int:
+        """The bytes this request's body counts against the worker's budget: its declared
+        length, or for a chunked body the most its route takes; 0 when it does not count (a
+        small body, or one above the route's limit, which is refused unread)."""
+        limit = self.front.body_limit(path)
+        declared = _declared_length(request)
+        if declared is not None and declared > limit:
+            return 0
+        size = limit + 1 if declared is None else declared  # the app reads 1 past its limit
+        return size if self.front.budget.counts(size) else 0
+
+    async def _refuse_busy(self) -> None:
+        """503 to a request that waited too long for the budget: its body was never read, so
+        it never reached the app; the sender may send it again later."""
+        response = h11.Response(
+            status_code=503,
+            headers=[
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(_BUSY_TEXT)).encode()),
+                (b"retry-after", str(math.ceil(self.limits.body_seconds)).encode()),
+                (b"connection", b"close"),
+            ],
+        )
+        self.writer.write(self.h11.send(response) + self.h11.send(h11.Data(data=_BUSY_TEXT)))
+        self.writer.write(self.h11.send(h11.EndOfMessage()))
+        async with asyncio.timeout(self.limits.body_seconds):
+            await self.writer.drain()
+        await self._linger()
+
     async def _body(self, request: h11.Request, path: str) -> _Body:
         limit = self.front.body_limit(path)
-        declared = next((int(v) for k, v in request.headers if k == b"content-length"), None)
+        declared = _declared_length(request)
         if declared is not None and declared > limit:
             return _Body(io.BytesIO(b""), complete=False, linger=True)
         if self.h11.they_are_waiting_for_100_continue:
@@ -391,6 +495,11 @@ class _Exchange:
             if not data:
                 return
             dropped += len(data)
+
+
+def _declared_length(request: h11.Request) -> int | None:
+    # h11 has checked that a Content-Length is one non-negative integer.
+    return next((int(v) for k, v in request.headers if k == b"content-length"), None)
 
 
 def _call_app(app: WsgiApp, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:

@@ -1,22 +1,28 @@
 """The outbox state machine: what one delivery attempt leaves a message in, and the queue.
 
-`judge_answer` is pure; the `Outbox` repository runs against a real database (SQLite and
-PostgreSQL, a schema of its own per module), without a server.
+`judge_answer` is pure; the `Outbox` repository and the `Deliverer`'s polling run against a
+real database (SQLite and PostgreSQL, a schema of its own per module), without a server: the
+attempts themselves are replaced by a recorder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, func, select, text
 
 from adapter.ebms.message import EB
 from adapter.ebms.mime import build_package
-from adapter.ebms.outbound import judge_answer
+from adapter.ebms.outbound import Deliverer, OutboundTls, judge_answer
+from adapter.store import engine as store_engine
 from adapter.store.db import Database
-from adapter.store.outbox import GIVEN_UP, NewOutboxMessage, OutboxStatus
+from adapter.store.models import OutboxAttempt, OutboxMessage
+from adapter.store.outbox import GIVEN_UP, DueMessage, NewOutboxMessage, OutboxStatus
+from tests.helpers import write_lock_held
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PEER = "00000099000000002000"
@@ -178,3 +184,113 @@ def test_only_the_addressee_can_acknowledge_or_refuse_a_message(database: Databa
         counts = repositories.outbox.counts_by_status()
     assert counts[OutboxStatus.FAILED] == 1
     assert set(counts) == set(OutboxStatus)  # every status is reported, zero included
+
+
+def test_has_due_sees_what_a_claim_would_find_and_nothing_else(database: Database) -> None:
+    with database.reading() as repositories:
+        assert not repositories.outbox.has_due(NOW)  # empty
+    with database.repositories() as repositories:
+        repositories.outbox.add(_message("f"), NOW)
+        repositories.outbox.add(_message("g", persist=timedelta(seconds=5)), NOW)
+        repositories.outbox.add(_message("h"), NOW)
+        assert repositories.outbox.acknowledged("h", PEER)  # delivered: never due again
+    with database.reading() as repositories:
+        assert repositories.outbox.has_due(NOW)
+    with database.repositories() as repositories:
+        due, expired = repositories.outbox.claim_due(NOW + timedelta(seconds=5), 10)
+    assert [m.message_id for m in due] == ["f"] and [e.message_id for e in expired] == ["g"]
+    with database.reading() as repositories:  # f leased for 10 s, g failed, h delivered
+        assert not repositories.outbox.has_due(NOW + timedelta(seconds=14))
+        assert repositories.outbox.has_due(NOW + timedelta(seconds=15))
+
+
+# --- the Deliverer's polling -------------------------------------------------------------------
+
+NO_TLS = OutboundTls(Path("unused.pem"), Path("unused.key"), Path("unused-roots.pem"))
+
+
+class RecordingDeliverer(Deliverer):
+    """Attempts nothing over the network: records each attempt and answers 503."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database, NO_TLS)
+        self.attempted: list[str] = []
+
+    def _attempt(self, message: DueMessage) -> tuple[OutboxStatus, str | None]:
+        self.attempted.append(message.message_id)  # list.append: safe across its threads
+        return OutboxStatus.PENDING, "HTTP 503"
+
+
+@pytest.fixture
+def deliverer(database: Database) -> Iterator[RecordingDeliverer]:
+    recording = RecordingDeliverer(database)
+    yield recording
+    recording.close()
+
+
+def _locking_statements(database: Database) -> list[str]:
+    """Statements on the writing engine that take a write lock, claim rows or change them,
+    recorded from now on. Reads outside the write lock (SQLite) use another engine."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        words = statement.lstrip().upper()
+        if words.startswith(("BEGIN", "UPDATE", "INSERT", "DELETE")) or "FOR UPDATE" in words:
+            seen.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_a_poll_with_nothing_due_takes_no_write_transaction(
+    database: Database, deliverer: RecordingDeliverer
+) -> None:
+    now = datetime.now(UTC)
+    with database.repositories() as repositories:  # not due for another minute
+        repositories.outbox.add(_message("i"), now + timedelta(minutes=1))
+    statements = _locking_statements(database)
+    assert deliverer.deliver_due() == 0
+    assert statements == [] and deliverer.attempted == []
+
+
+def test_a_due_message_is_claimed_once_and_an_expired_one_failed(
+    database: Database, deliverer: RecordingDeliverer
+) -> None:
+    now = datetime.now(UTC)
+    with database.repositories() as repositories:
+        repositories.outbox.add(_message("j"), now)
+        repositories.outbox.add(
+            _message("k", persist=timedelta(seconds=30)), now - timedelta(hours=1)
+        )
+    assert deliverer.deliver_due() == 2  # one attempt, one given up
+    after = datetime.now(UTC)
+    assert deliverer.attempted == ["j"]
+    with database.transaction() as session:
+        rows = {row.message_id: row for row in session.scalars(select(OutboxMessage))}
+        attempts = session.scalar(select(func.count()).select_from(OutboxAttempt))
+    j, k = rows["j"], rows["k"]
+    assert (j.status, j.attempts, j.last_error) == (OutboxStatus.PENDING, 1, "HTTP 503")
+    # leased until its retry interval (10 s) from the claim
+    assert now + timedelta(seconds=10) <= j.next_attempt_at <= after + timedelta(seconds=10)
+    assert (k.status, k.attempts, k.last_error) == (OutboxStatus.FAILED, 0, GIVEN_UP)
+    assert attempts == 1
+    # j is leased until its retry: the next round finds nothing and claims nothing.
+    statements = _locking_statements(database)
+    assert deliverer.deliver_due() == 0
+    assert statements == [] and deliverer.attempted == ["j"]
+
+
+def test_on_sqlite_a_poll_with_nothing_due_waits_for_no_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 200)
+    database = Database(f"sqlite:///{tmp_path / 'adapter.db'}")
+    database.create_schema()
+    deliverer = RecordingDeliverer(database)
+    try:
+        with write_lock_held(database, "DELETE FROM outbox"):  # a request's transaction
+            # A claim would wait for the lock and fail after 200 ms (StoreUnavailable).
+            assert deliverer.deliver_due() == 0
+    finally:
+        deliverer.close()
+        database.dispose()

@@ -18,6 +18,7 @@ from adapter.store import engine as store_engine
 from adapter.store.accounts import AccountRow
 from adapter.store.db import Database
 from adapter.store.engine import create_database_engine
+from tests.helpers import write_lock_held
 
 ROOT = Path(__file__).resolve().parents[2]
 GEMEENTE = "00000099000000002000"
@@ -148,22 +149,9 @@ def test_an_accounts_lookup_waits_for_no_writer(
     database.create_schema()
     with database.repositories() as repositories:
         repositories.accounts.upsert([AccountRow("999993653", True, None, frozenset({GEMEENTE}))])
-    writing = threading.Event()
-    done = threading.Event()
-
-    def writer() -> None:
-        with database.transaction() as session:
-            session.execute(text("UPDATE accounts SET email = 'a@example.org'"))
-            writing.set()
-            done.wait(timeout=10)
-
-    holder = threading.Thread(target=writer)
-    holder.start()
-    try:
-        assert writing.wait(timeout=10)
-        with database.repositories() as repositories:  # would fail after 200 ms under the lock
-            allowed = repositories.accounts.may_receive(["999993653"], GEMEENTE, by_law=False)
-        assert allowed == {"999993653": True}
-    finally:
-        done.set()
-        holder.join(timeout=10)
+    with (
+        write_lock_held(database, "UPDATE accounts SET email = 'a@example.org'"),
+        database.repositories() as repositories,  # would fail after 200 ms under the lock
+    ):
+        allowed = repositories.accounts.may_receive(["999993653"], GEMEENTE, by_law=False)
+    assert allowed == {"999993653": True}

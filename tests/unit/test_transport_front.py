@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from adapter.errors import BodyUnreadable
-from adapter.transport.front import Front, FrontLimits
+from adapter.transport.front import Front, FrontLimits, _BodyBudget
 from adapter.transport.identity import CLIENT_CERT_KEY
 
 LIMITS = FrontLimits(
@@ -102,12 +103,15 @@ class _App:
     def __init__(self) -> None:
         self.calls = 0
         self.environ: dict[str, Any] = {}
+        self.release = threading.Event()  # what /hold waits for before it answers
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         self.calls += 1
         self.environ = environ
         if environ["PATH_INFO"] == "/boom":
             raise RuntimeError("the app failed")
+        if environ["PATH_INFO"] == "/hold":
+            self.release.wait(5)
         try:
             length = environ.get("CONTENT_LENGTH")
             body = environ["wsgi.input"].read(int(length) if length else BODY_LIMIT + 1)
@@ -128,8 +132,8 @@ class _Running:
     client: ssl.SSLContext
 
 
-@pytest.fixture()
-def running(tiny_pki: _Pki) -> Iterator[_Running]:
+@contextmanager
+def _front(tiny_pki: _Pki, limits: FrontLimits) -> Iterator[_Running]:
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(*tiny_pki.server)
     server_context.verify_mode = ssl.CERT_REQUIRED
@@ -140,7 +144,7 @@ def running(tiny_pki: _Pki) -> Iterator[_Running]:
     app = _App()
     loop = asyncio.new_event_loop()
     pool = ThreadPoolExecutor(2)
-    front = Front(app, server_context, LIMITS, pool, lambda _path: BODY_LIMIT)
+    front = Front(app, server_context, limits, pool, lambda _path: BODY_LIMIT)
     started = threading.Event()
 
     def serve() -> None:
@@ -159,8 +163,15 @@ def running(tiny_pki: _Pki) -> Iterator[_Running]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+        app.release.set()
         pool.shutdown()
         listener.close()
+
+
+@pytest.fixture()
+def running(tiny_pki: _Pki) -> Iterator[_Running]:
+    with _front(tiny_pki, LIMITS) as running:
+        yield running
 
 
 def _tls(running: _Running, source: str = "127.0.0.1") -> ssl.SSLSocket:
@@ -342,3 +353,95 @@ def test_stop_closes_idle_connections(running: _Running) -> None:
         asyncio.run_coroutine_threadsafe(running.front.stop(1.0), running.loop).result(3)
         assert _closed_within(sock, 1)
     assert running.front.open_connections == 0
+
+
+# --- the budget of bodies in flight ------------------------------------------------------------
+
+
+def test_the_budget_admits_in_order_and_one_body_alone_whatever_its_size() -> None:
+    async def scenario() -> None:
+        budget = _BodyBudget(limit=100, small=10)
+        await budget.take(150)  # alone: admitted although above the budget
+        second = asyncio.ensure_future(budget.take(60))
+        third = asyncio.ensure_future(budget.take(30))  # would fit beside the second: waits
+        await asyncio.sleep(0.01)
+        assert not second.done() and not third.done()
+        budget.give_back(150)
+        await asyncio.sleep(0.01)
+        assert second.done() and third.done() and budget.in_flight == 90
+        budget.give_back(60)
+        budget.give_back(30)
+        assert budget.in_flight == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_body_that_stops_waiting_leaves_nothing_counted_and_lets_the_next_in() -> None:
+    async def scenario() -> None:
+        budget = _BodyBudget(limit=100, small=10)
+        await budget.take(80)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await budget.take(90)
+        await budget.take(20)  # the one that gave up no longer blocks the queue
+        assert budget.in_flight == 100
+        assert not budget.counts(10) and budget.counts(11)
+        assert not _BodyBudget(limit=0, small=10).counts(10**9)  # 0: no budget
+
+    asyncio.run(scenario())
+
+
+BUDGETED = FrontLimits(
+    handshake_seconds=2.0,
+    header_seconds=2.0,
+    body_seconds=1.0,
+    keepalive_seconds=2.0,
+    per_address=10,
+    connections=50,
+    linger_seconds=0.3,
+    bytes_in_flight=1000,
+    small_body_bytes=100,
+)
+
+
+@pytest.fixture()
+def budgeted(tiny_pki: _Pki) -> Iterator[_Running]:
+    with _front(tiny_pki, BUDGETED) as running:
+        yield running
+
+
+def test_a_large_body_waits_unread_for_the_one_in_flight_and_small_ones_pass(
+    budgeted: _Running,
+) -> None:
+    with _tls(budgeted) as first, _tls(budgeted) as second, _tls(budgeted) as small:
+        first.sendall(_post(b"a" * 600, path="/hold"))
+        time.sleep(0.2)
+        assert budgeted.app.calls == 1
+        second.sendall(_post(b"b" * 600))  # 600 + 600 > 1000: waits
+        time.sleep(0.2)
+        small.sendall(_post(b"c" * 100))  # small: never held back
+        assert _answer(small, 1.0).endswith(b"read 100 bytes")
+        assert budgeted.app.calls == 2  # the held request and the small one, not the second
+        budgeted.app.release.set()
+        assert _answer(first).endswith(b"read 600 bytes")
+        assert _answer(second).endswith(b"read 600 bytes")
+    assert budgeted.front.budget.in_flight == 0
+
+
+def test_a_body_that_waits_past_the_body_deadline_gets_503_and_never_reaches_the_app(
+    budgeted: _Running,
+) -> None:
+    with _tls(budgeted) as first, _tls(budgeted) as second:
+        first.sendall(_post(b"a" * 900, path="/hold"))
+        time.sleep(0.2)
+        second.sendall(_post(b"b" * 900))
+        started = time.monotonic()
+        answer = _answer(second, BUDGETED.body_seconds + 3)
+        assert time.monotonic() - started >= BUDGETED.body_seconds - 0.1
+        assert answer.startswith(b"HTTP/1.1 503"), answer
+        assert b"retry-after: 1" in answer.lower()
+        assert b"connection: close" in answer.lower()
+        assert budgeted.app.calls == 1
+        budgeted.app.release.set()
+        assert _answer(first).endswith(b"read 900 bytes")
+    assert budgeted.front.budget.in_flight == 0

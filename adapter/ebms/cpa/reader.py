@@ -50,6 +50,7 @@ from lxml import etree
 from adapter.ebms.cpa.duration import parse_duration
 from adapter.ebms.cpa.model import ChannelSecurity, Cpa, CpaParty
 from adapter.errors import AdapterError
+from adapter.soap import xmlenc
 from adapter.soap.xml import parse_trusted_file
 
 TP = "http://www.oasis-open.org/committees/ebxml-cppa/schema/cpp-cpa-2_0.xsd"
@@ -92,20 +93,10 @@ class _Channel:
 
 
 # SPEC-digikoppeling §1.5: what a CPA may ask for signing and payload encryption.
-_HASH_FUNCTIONS = frozenset(
-    {
-        "http://www.w3.org/2001/04/xmlenc#sha256",
-        "http://www.w3.org/2001/04/xmldsig-more#sha384",
-        "http://www.w3.org/2001/04/xmlenc#sha512",
-    }
-)
-_SIGNATURE_ALGORITHMS = frozenset(
-    f"http://www.w3.org/2001/04/xmldsig-more#rsa-sha{bits}" for bits in (256, 384, 512)
-)
-_ENCRYPTION_ALGORITHMS = frozenset(
-    {"http://www.w3.org/2009/xmlenc11#aes128-gcm", "http://www.w3.org/2009/xmlenc11#aes256-gcm"}
-)
-_DS = "http://www.w3.org/2000/09/xmldsig#"
+_HASH_FUNCTIONS = xmlenc.DIGEST_METHODS
+_SIGNATURE_ALGORITHMS = xmlenc.SIGNATURE_METHODS
+_ENCRYPTION_ALGORITHMS = xmlenc.GCM
+_DS = xmlenc.DSIG
 
 
 class _Reader:

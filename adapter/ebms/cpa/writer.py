@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from adapter.ebms.cpa.reader import NSMAP, OIN_PARTY_TYPE, TP, XLINK
+from adapter.soap.xmlenc import AES256_GCM, DSIG, RSA_SHA256, SHA256
 
 PROFILES = ("osb-rm", "osb-rm-s", "osb-rm-e", "osb-be", "osb-be-s", "osb-be-e")
 SERVICE = "urn:osb:services:MIJNOVERHEID.ebMS.BB.2.0"
@@ -30,10 +31,6 @@ CONVERSATIONS = (
     ("GLOBE-R-A-Request", "GLOBE-R-A-Result"),
 )
 TO_PARTY_MSH = "urn:oasis:names:tc:ebxml-msg:actor:toPartyMSH"
-DS = "http://www.w3.org/2000/09/xmldsig#"
-SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-AES256_GCM = "http://www.w3.org/2009/xmlenc11#aes256-gcm"
 _T = f"{{{TP}}}"
 
 
@@ -168,9 +165,10 @@ def _party_info(
     if secure and party.certificate is not None:
         certificate = _sub(info, "Certificate", certId=cert_id)
         data = etree.SubElement(
-            etree.SubElement(certificate, f"{{{DS}}}KeyInfo", nsmap={"ds": DS}), f"{{{DS}}}X509Data"
+            etree.SubElement(certificate, f"{{{DSIG}}}KeyInfo", nsmap={"ds": DSIG}),
+            f"{{{DSIG}}}X509Data",
         )
-        etree.SubElement(data, f"{{{DS}}}X509Certificate").text = base64.b64encode(
+        etree.SubElement(data, f"{{{DSIG}}}X509Certificate").text = base64.b64encode(
             party.certificate.public_bytes(serialization.Encoding.DER)
         ).decode("ascii")
     elif secure:
@@ -203,7 +201,7 @@ def _party_info(
     _reliability(sender_binding, spec, reliable)
     if secure:
         non_repudiation = _sub(sender_binding, "SenderNonRepudiation")
-        _sub(non_repudiation, "NonRepudiationProtocol", DS)
+        _sub(non_repudiation, "NonRepudiationProtocol", DSIG)
         _sub(non_repudiation, "HashFunction", SHA256)
         _sub(non_repudiation, "SignatureAlgorithm", RSA_SHA256, w3c=RSA_SHA256)
         _sub(non_repudiation, "SigningCertificateRef", certId=cert_id)
