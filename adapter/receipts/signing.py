@@ -5,10 +5,13 @@ intermediates, so anyone holding only the root can check it, with our code or wi
 `xmlsec1 --verify --trusted-pem ROOT --id-attr:Id Afleverbevestiging FILE`.
 
 Signing does only what this one signature shape needs: every receipt has the same
-SignedInfo but for its Reference URI and DigestValue, and the same KeyInfo, so both are
-built once per signer and copied; per receipt the work is one exclusive c14n of the receipt
-(its digest), one of SignedInfo, and one signature with `cryptography`. A generic signer
-(signxml) spends most of its time discovering that shape again for every receipt.
+SignedInfo but for its Reference URI and DigestValue, and the same KeyInfo. So each signer
+canonicalises and serialises its ds:Signature once, with markers where those values go, and
+per receipt joins bytes: the receipt written in canonical form (`model.canonical`, its
+digest), the canonical SignedInfo around that digest (what is signed), one signature with
+`cryptography`, and the document parsed once into the element the SOAP header takes. A
+generic signer (signxml) spends most of its time discovering that shape again for every
+receipt.
 Verification stays with signxml, which checks everything a foreign signature may vary.
 """
 
@@ -32,7 +35,7 @@ from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
 from adapter.errors import AdapterError
 from adapter.metrics import SIGN_SECONDS
-from adapter.receipts.model import ROOT, Receipt, from_element, to_element
+from adapter.receipts.model import NS, ROOT, Receipt, canonical, from_element
 
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
 _DS = f"{{{DSIG}}}"
@@ -67,7 +70,9 @@ class ReceiptSigner:
         self.private_key = private_key
         self.certificates = certificates
         self.algorithm = algorithm
-        self._template = _signature_template(method.value, certificates)
+        self._signed_info, self._signature_markup = _signature_pieces(
+            _signature_template(method.value, certificates)
+        )
 
     @classmethod
     def from_files(
@@ -86,22 +91,17 @@ class ReceiptSigner:
             return self._sign(receipt)
 
     def _sign(self, receipt: Receipt) -> etree._Element:
-        element = to_element(receipt)
+        unsigned = canonical(receipt)
         # The enveloped-signature transform removes the Signature again, so the digest is
         # that of the receipt before the Signature is added.
-        digest = hashlib.sha256(_exclusive_c14n(element)).digest()
-        signature = copy.deepcopy(self._template)
-        signed_info, signature_value = signature[0], signature[1]
-        reference = signed_info[2]
-        reference.set("URI", f"#{receipt.xml_id}")
-        reference[2].text = base64.b64encode(digest).decode("ascii")
-        element.append(signature)
-        # Canonicalised in place: exclusive c14n renders only the namespaces SignedInfo
-        # uses, so the bytes are what any verifier computes from the finished receipt.
-        signature_value.text = base64.b64encode(
-            self._signature(_exclusive_c14n(signed_info))
-        ).decode("ascii")
-        return element
+        digest = base64.b64encode(hashlib.sha256(unsigned).digest())
+        reference = f"#{receipt.xml_id}".encode("ascii")
+        head, middle, tail = self._signed_info
+        value = base64.b64encode(self._signature(head + reference + middle + digest + tail))
+        open_, after_reference, after_digest, close = self._signature_markup
+        signature = open_ + reference + after_reference + digest + after_digest + value + close
+        closing = unsigned.rindex(b"</")
+        return etree.fromstring(unsigned[:closing] + signature + unsigned[closing:], _OWN_XML)
 
     def _signature(self, data: bytes) -> bytes:
         key = self.private_key
@@ -113,9 +113,33 @@ class ReceiptSigner:
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
 
-def _exclusive_c14n(element: etree._Element) -> bytes:
-    canonical: bytes = etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
-    return canonical
+# Markers where a receipt's own values go: characters no URI, base64 or element name holds.
+_REFERENCE, _DIGEST, _VALUE = "@reference@", "@digest@", "@value@"
+_OWN_XML = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
+def _signature_pieces(
+    signature: etree._Element,
+) -> tuple[tuple[bytes, bytes, bytes], tuple[bytes, bytes, bytes, bytes]]:
+    """The canonical SignedInfo and the serialised ds:Signature of `signature`, each cut at
+    the markers of the Reference URI, the DigestValue (and the SignatureValue).
+
+    SignedInfo is canonicalised inside a receipt, as a verifier does: exclusive c14n renders
+    only the namespaces it uses, so the receipt's own cannot change its bytes.
+    """
+    signed_info, reference = signature[0], signature[0][2]
+    reference.set("URI", _REFERENCE)
+    reference[2].text = _DIGEST
+    signature[1].text = _VALUE
+    markup = etree.tostring(signature)
+    etree.Element(ROOT, nsmap={None: NS}).append(signature)
+    canonical_info = etree.tostring(signed_info, method="c14n", exclusive=True)
+    head, rest = canonical_info.split(_REFERENCE.encode())
+    middle, tail = rest.split(_DIGEST.encode())
+    open_, rest = markup.split(_REFERENCE.encode())
+    after_reference, rest = rest.split(_DIGEST.encode())
+    after_digest, close = rest.split(_VALUE.encode())
+    return (head, middle, tail), (open_, after_reference, after_digest, close)
 
 
 def _signature_template(method: str, certificates: list[x509.Certificate]) -> etree._Element:

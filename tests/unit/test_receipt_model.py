@@ -13,6 +13,7 @@ from adapter.receipts.model import (
     BerichtUitkomst,
     Outcome,
     Receipt,
+    canonical,
     from_element,
     to_element,
 )
@@ -166,3 +167,41 @@ def test_a_batch_outcome_is_one_bericht_per_message_with_a_reason_only_where_giv
     assert {b.tag for b in berichten} == {f"{A}Bericht"}
     assert [b.findtext(f"{A}VerwerkingsCode") for b in berichten] == ["Verwerkt", "Geweigerd"]
     assert [b.find(f"{A}Reden") is not None for b in berichten] == [False, True]
+
+
+# --- the canonical form, written without a tree -------------------------------------------------
+
+HOSTILE = "a&b<c>d\"e'f\tg\nh\ri ]]> é ∑ 𝄞"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"outcome": BATCH},
+        {"outcome": Outcome.reject("0004", HOSTILE)},
+        {"message_ref": HOSTILE, "request_id": "&&&", "service": "<Dienst>"},
+        {"message_ref": None, "part_hashes": ((HOSTILE, "h1"), ("cid:b@x", "h2"))},
+        {
+            "outcome": Outcome(
+                accepted=True, berichten=(BerichtUitkomst(HOSTILE, "Geweigerd", HOSTILE),)
+            )
+        },
+    ],
+    ids=["accepted", "batch", "refused", "hostile-fields", "part-hashes", "hostile-batch"],
+)
+def test_the_canonical_bytes_are_what_exclusive_c14n_makes_of_them(
+    changes: dict[str, object],
+) -> None:
+    # Parsing normalises what a wrong escape would let through (a raw CR or tab, a ">" left
+    # as it is), and lxml's c14n writes its own escapes: the bytes survive only if canonical.
+    original = receipt(**changes)
+    written = canonical(original)
+    parsed = etree.fromstring(written)
+    assert etree.tostring(parsed, method="c14n", exclusive=True) == written
+    assert from_element(parsed) == original
+
+
+def test_a_character_xml_cannot_carry_is_refused_before_anything_is_signed() -> None:
+    with pytest.raises(ValueError, match="XML cannot carry"):
+        canonical(receipt(message_ref="urn:uuid:\x01"))
