@@ -121,7 +121,9 @@ def test_a_second_large_message_waits_for_the_first_and_a_small_request_does_not
         )
         small_seconds = time.monotonic() - started
         assert small.status_code == 200, small.text
-        assert small_seconds < 2.0, f"the small request took {small_seconds:.2f} s"
+        # Answered while the first message is still held back: had it waited for the budget,
+        # it would have waited for that message, which ends only after the hold below.
+        assert small_seconds < HOLD_SECONDS, f"the small request took {small_seconds:.2f} s"
 
         time.sleep(max(0.0, HOLD_SECONDS - (time.monotonic() - started)))
         assert "at" not in second, "the second message was handled beside the first"

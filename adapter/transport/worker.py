@@ -38,9 +38,11 @@ class FrontWorker(Worker):  # type: ignore[misc]
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)
-        # Wake the heartbeat's sleep: the stop begins now, not up to a beat later.
+        # Wake the heartbeat's sleep: the stop begins now, not up to a beat later. A second
+        # SIGTERM (the master's, after the group's) may come once the loop is gone.
         if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to wake
+                self._loop.call_soon_threadsafe(self._stop.set)
 
     async def _serve(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), (stop := asyncio.Event())
