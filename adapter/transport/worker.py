@@ -8,7 +8,6 @@ handshakes and slow requests never occupy the threads that run the app.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import ssl
@@ -30,22 +29,10 @@ _DEFAULT_BODY_LIMIT = 65536  # a path the app does not name a limit for (GET, un
 
 
 class FrontWorker(Worker):  # type: ignore[misc]
-    _stop: asyncio.Event | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
-
     def run(self) -> None:
         asyncio.run(self._serve())
 
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        super().handle_exit(sig, frame)
-        # Wake the heartbeat's sleep: the stop begins now, not up to a beat later. A second
-        # SIGTERM (the master's, after the group's) may come once the loop is gone.
-        if self._loop is not None and self._stop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to wake
-                self._loop.call_soon_threadsafe(self._stop.set)
-
     async def _serve(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), (stop := asyncio.Event())
         server = self.app.config.server
         limits = FrontLimits(
             handshake_seconds=server.handshake_timeout_seconds,
@@ -74,8 +61,10 @@ class FrontWorker(Worker):  # type: ignore[misc]
                     front.replace_context(context)
                 if self._too_big(server.max_worker_memory_mib):
                     break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), _HEARTBEAT_SECONDS)
+                # SIGTERM is not made to cut this sleep short: on a reload (SIGHUP) the old
+                # workers then closed their listeners before the new ones had bound theirs,
+                # and connections arriving in between were dropped.
+                await asyncio.sleep(_HEARTBEAT_SECONDS)
             await front.stop(self.cfg.graceful_timeout)
 
     def _too_big(self, limit_mib: int) -> bool:
