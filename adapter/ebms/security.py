@@ -58,7 +58,6 @@ from adapter.soap import xmlenc
 from adapter.soap.envelope import SOAP_ENV
 from adapter.soap.wssecurity import SignerTrust, WssCredentials
 from adapter.soap.xml import parse_untrusted
-from adapter.soap.xmlenc import AES128_GCM as AES128_GCM
 from adapter.soap.xmlenc import (
     AES256_GCM,
     DIGEST_HASHES,

@@ -110,11 +110,16 @@ def canonical(receipt: Receipt) -> bytes:
 
 def to_element(receipt: Receipt) -> etree._Element:
     """The unsigned Afleverbevestiging element."""
-    return etree.fromstring(canonical(receipt), _OWN_XML)
+    return parse_own(canonical(receipt))
+
+
+def parse_own(written: bytes) -> etree._Element:
+    """A receipt document this package wrote (signed or not), parsed back into its element."""
+    return etree.fromstring(written, _OWN_XML)
 
 
 # Our own bytes, parsed back: nothing to resolve, nothing to fetch.
-_OWN_XML = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=False)
+_OWN_XML = etree.XMLParser(resolve_entities=False, no_network=True)
 # Canonical XML's escapes (C14N 1.0, section 2.3): text and attribute values differ.
 _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#xD;"})
 _ATTRIBUTE_ESCAPES = str.maketrans(

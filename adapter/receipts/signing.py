@@ -35,7 +35,7 @@ from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
 from adapter.errors import AdapterError
 from adapter.metrics import SIGN_SECONDS
-from adapter.receipts.model import NS, ROOT, Receipt, canonical, from_element
+from adapter.receipts.model import NS, ROOT, Receipt, canonical, from_element, parse_own
 
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
 _DS = f"{{{DSIG}}}"
@@ -101,7 +101,7 @@ class ReceiptSigner:
         open_, after_reference, after_digest, close = self._signature_markup
         signature = open_ + reference + after_reference + digest + after_digest + value + close
         closing = unsigned.rindex(b"</")
-        return etree.fromstring(unsigned[:closing] + signature + unsigned[closing:], _OWN_XML)
+        return parse_own(unsigned[:closing] + signature + unsigned[closing:])
 
     def _signature(self, data: bytes) -> bytes:
         key = self.private_key
@@ -115,7 +115,6 @@ class ReceiptSigner:
 
 # Markers where a receipt's own values go: characters no URI, base64 or element name holds.
 _REFERENCE, _DIGEST, _VALUE = "@reference@", "@digest@", "@value@"
-_OWN_XML = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
 def _signature_pieces(

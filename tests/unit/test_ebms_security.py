@@ -21,7 +21,6 @@ from adapter.ebms.message import Route, acknowledgment, business_message, messag
 from adapter.ebms.mime import build_package, parse_package
 from adapter.ebms.outbound import answer_check, enqueue_business, envelope_of, judge_answer
 from adapter.ebms.security import (
-    AES128_GCM,
     DS,
     ExpectedSigner,
     SigningKey,
@@ -39,6 +38,7 @@ from adapter.errors import SecurityFailure
 from adapter.kit.sender import Delivery, batch_request, verify_signed_answer
 from adapter.kit.wire import WireMessage
 from adapter.pki.devca import IssuedCertificate, new_hierarchy
+from adapter.soap.xmlenc import AES128_GCM
 from adapter.store.db import Database
 from adapter.store.outbox import DueMessage, OutboxStatus
 
