@@ -399,21 +399,22 @@ def test_a_worker_left_holding_a_large_message_is_replaced_and_the_server_serves
         config = directory / "conf" / "adapter.toml"
         text = config.read_text(encoding="utf-8")
         config.write_text(
-            text.replace("[server]\n", "[server]\nmax_worker_memory_mib = 140\n", 1),
+            text.replace("[server]\n", "[server]\nmax_worker_memory_mib = 130\n", 1),
             encoding="utf-8",
         )
 
     with running_server(pki, database_url, tmp_path, small_memory_limit) as server:
         _good_request(server, pki)
         before = _workers(server)
-        assert len(before) == 2 and max(before.values()) < 140, before
-        # A batch of 1,000 Berichten with two 10 KB PDFs each: one large message becomes many
-        # small objects, and the worker that took it is left holding 150 MiB or more (from 90).
+        assert len(before) == 2 and max(before.values()) < 130, before
+        # A batch of 1,500 Berichten with two 10 KB PDFs each: one large message becomes many
+        # small objects, and the worker that took it is left holding about 160 MiB (from 90).
+        # The limit lies halfway, so neither a leaner batch path nor a heavier start flips it.
         pdf = minimal_pdf(10_000)
-        batch = batch_xml([{"bijlagen": [(pdf, "a"), (pdf, "b")]} for _ in range(1000)])
+        batch = batch_xml([{"bijlagen": [(pdf, "a"), (pdf, "b")]} for _ in range(1500)])
         assert send(server, pki, batch).response.status_code == 200
         wait_until(lambda: set(_workers(server)) - set(before) != set(), timeout=60)
         wait_until(lambda: len(_workers(server)) == 2, timeout=60)
         assert _good_request(server, pki) < 1.0
-        assert max(_workers(server).values()) < 140
-        assert "above max_worker_memory_mib = 140: replacing it" in server.log.read_text()
+        assert max(_workers(server).values()) < 130
+        assert "above max_worker_memory_mib = 130: replacing it" in server.log.read_text()
