@@ -5,13 +5,22 @@ version other than 1.0) is refused on its bytes, before lxml sees it, so an enti
 costs memory; a processing instruction anywhere is refused (SOAP 1.1 forbids them).
 
 What a document may cost is bounded while it is parsed (`XmlLimits`: attributes per element,
-depth, elements, text length): a first pass feeds libxml2 in chunks with a counting target that
-builds nothing and stops the parse at the first limit passed; only a document that passes is
-parsed again into a tree. A hostile document is so refused before any tree exists, and nothing
-after the parser (XSD validation, the exclusive-c14n body hash of a receipt) ever sees one the
-limits refuse. The counting pass is not free: it calls back into Python for every element,
-so parse_untrusted takes several times a bare tree parse (measured for a 1000-Bericht batch:
-7 ms against 1.5 ms; with two 10 KB PDFs per Bericht, 71 ms against 21 ms).
+depth, elements, text length), by one checker (`_Budget`) of what the parser reports. A document
+larger than one 64 KB chunk is parsed twice: a first pass feeds libxml2 in chunks with the
+checker as its target, which builds nothing and stops the parse at the first limit passed; only
+a document that passes is parsed again into a tree. A large hostile document is so refused
+before any tree of it exists. The counting pass is not free: it calls back into Python for every
+element, so on its own it takes several times a bare tree parse (measured for a 1000-Bericht
+batch: 7 ms against 1.5 ms; with two 10 KB PDFs per Bericht, 71 ms against 21 ms), and for a
+request of 700 bytes it was most of the work (190 us against 20 us for a bare parse; the one
+pass below takes 85 us). A document of at most one chunk is therefore parsed once, by a pull
+parser that builds the tree, and the checker reads the parser's events afterwards: the tree of
+so few bytes cannot cost much (at most some 16,000 elements, about 2 MB), so memory stays
+bounded although that tree exists before the limits are checked. The answer is the one the two
+passes give: the same events in the same order reach the same checks, and a document libxml2
+refuses goes through the two passes after all, which word its error (`_parse_in_one_pass`).
+Either way nothing after the parser (XSD validation, the exclusive-c14n body hash of a receipt)
+ever sees a document the limits refuse.
 Refusals are profile-neutral `XmlRejected` errors: each profile says what they mean to its peer.
 """
 
@@ -19,7 +28,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,11 +95,14 @@ def _safe_options(huge: bool) -> dict[str, Any]:
 
 
 class _Budget:
-    """A parser target that counts what the parser reports, and stops it at the first limit.
+    """Counts what the parser reports, and raises at the first limit: the one place the limits
+    are checked and worded, for both ways of parsing.
 
-    The first of two passes: it builds nothing (no element objects pile up, so a flood of
-    elements costs neither memory nor garbage-collector time), and an exception raised here
-    ends libxml2's parse at once. Only a document that passes is parsed into a tree.
+    For a large document it is the parser's target in the first of two passes: it builds
+    nothing (no element objects pile up, so a flood of elements costs neither memory nor
+    garbage-collector time), and an exception raised here ends libxml2's parse at once. Only a
+    document that passes is parsed into a tree. For a small one, `_parse_in_one_pass` calls
+    it with the events of the parse that built the tree.
     """
 
     def __init__(self, limits: XmlLimits) -> None:
@@ -102,7 +114,7 @@ class _Budget:
     def start_ns(self, _prefix: str | None, _uri: str) -> None:
         self.declarations += 1
 
-    def start(self, tag: str, attrib: dict[str, str]) -> None:
+    def start(self, tag: str, attrib: Mapping[str, str]) -> None:
         limits = self.limits
         self.nodes += 1
         self.depth += 1
@@ -150,7 +162,7 @@ class _TextBudget(_Budget):
         self.text = 0  # characters of the text node being read (reported in pieces)
         self.where = "het bericht"
 
-    def start(self, tag: str, attrib: dict[str, str]) -> None:
+    def start(self, tag: str, attrib: Mapping[str, str]) -> None:
         super().start(tag, attrib)
         for value in attrib.values():
             self._measure(len(value), f"een attribuut van {_local(tag)}")
@@ -199,17 +211,77 @@ def _check_bytes(data: bytes) -> None:
 def parse_untrusted(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element:
     """Parse bytes from a peer into an element tree, or raise the `XmlRejected` that says why.
 
-    A limit passed is `XmlTooComplex`, raised while parsing: the rest of the document is
-    never parsed.
+    A limit passed is `XmlTooComplex`. A document of more than one chunk is refused while it
+    is parsed, the rest never parsed; a smaller one is parsed once and checked on its events.
     """
     _check_bytes(data)
+    if len(data) <= _CHUNK_BYTES:
+        root = _parse_in_one_pass(data, limits)
+        if root is not None:
+            return root
+    return _parse_in_two_passes(data, limits)
+
+
+def _budget_for(data: bytes, limits: XmlLimits) -> _Budget:
+    # A document shorter than the text limit cannot hold a text over it: no need to measure.
+    return _TextBudget(limits) if len(data) > limits.max_text_length else _Budget(limits)
+
+
+# What the one-pass parser reports; "start-ns" before the "start" of the element declaring it.
+_EVENTS = ("start", "end", "start-ns", "comment", "pi")
+
+
+def _parse_in_one_pass(data: bytes, limits: XmlLimits) -> etree._Element | None:
+    """The tree of a document of at most one chunk, checked by the `_Budget` on the events a
+    pull parser reported while building it; None for a document libxml2 refuses.
+
+    A pull parser with no target: a parser target costs lxml an `inspect` of the target for
+    every parser created, and a callback per event while parsing. libxml2 reports the same
+    events in the same order to both, so the first limit passed is the one the two-pass path
+    finds. A refused document (None) goes through the two passes after all: they say what is
+    wrong exactly as for a large one (a limit passed before the error, or the error in the
+    counting parser's words; a tree-building feed parser words an undefined entity as "no
+    element found"), at the cost of parsing at most 64 KB again.
+    """
+    budget = _budget_for(data, limits)
+    # A parser per call, as in the two passes. No XML_PARSE_HUGE: 64 KB holds no text near
+    # libxml2's own limit.
+    parser = etree.XMLPullParser(events=_EVENTS, **_safe_options(huge=False))
+    try:
+        parser.feed(data)
+        root = parser.close()
+    except etree.XMLSyntaxError:
+        return None
+    # Only a `_TextBudget` measures text: the text a target is given between two events,
+    # here read whole from the finished tree (after a start its text, after an end or a
+    # comment its tail) and measured before the next event, where the target measured it.
+    measure = budget.data if isinstance(budget, _TextBudget) else None
+    text: str | None = None
+    for event, node in parser.read_events():
+        if measure is not None:
+            if text:
+                measure(text)
+            text = node.text if event == "start" else node.tail if event != "start-ns" else None
+        if event == "start":
+            budget.start(node.tag, node.attrib)
+        elif event == "end":
+            budget.end(node.tag)
+        elif event == "start-ns":
+            budget.start_ns(*node)
+        elif event == "comment":
+            budget.comment(node.text)
+        else:
+            budget.pi(node.target, node.text)
+    return root
+
+
+def _parse_in_two_passes(data: bytes, limits: XmlLimits) -> etree._Element:
+    """Count in chunks with the `_Budget` as the parser's target, then parse into a tree."""
     # Only a document that can hold a text over libxml2's own limit needs XML_PARSE_HUGE;
     # smaller ones keep libxml2's limits as a second line behind ours.
     huge = limits.max_text_length > _LIBXML2_TEXT_LIMIT and len(data) > _LIBXML2_TEXT_LIMIT
-    # A document shorter than the text limit cannot hold a text over it: no need to measure.
-    budget = _TextBudget(limits) if len(data) > limits.max_text_length else _Budget(limits)
     # Parsers per call: lxml parsers keep error state and are not safe across threads.
-    counting = etree.XMLParser(target=budget, **_safe_options(huge))
+    counting = etree.XMLParser(target=_budget_for(data, limits), **_safe_options(huge))
     try:
         for offset in range(0, len(data), _CHUNK_BYTES):
             counting.feed(data[offset : offset + _CHUNK_BYTES])

@@ -4,6 +4,7 @@ profile-neutral error (adapter.errors) that the WUS and ebMS profiles translate.
 from __future__ import annotations
 
 import pytest
+from lxml import etree
 
 from adapter.errors import (
     AdapterError,
@@ -13,7 +14,13 @@ from adapter.errors import (
     XmlRejected,
     XmlTooComplex,
 )
-from adapter.soap.xml import XmlLimits, iterparse_untrusted, parse_trusted_file, parse_untrusted
+from adapter.soap.xml import (
+    DEFAULT_LIMITS,
+    XmlLimits,
+    iterparse_untrusted,
+    parse_trusted_file,
+    parse_untrusted,
+)
 from tests.berichtverwerk_samples import batch_xml, minimal_pdf
 from tests.conftest import ROOT
 
@@ -255,3 +262,199 @@ def test_bytes_that_are_no_utf8_are_refused_as_not_utf8_rather_than_malformed(
         parse_untrusted(data)
     with pytest.raises(XmlNotUtf8, match="geen geldige UTF-8"):
         list(iterparse_untrusted(data))
+
+
+# --- one parse for a document of one chunk, two for a larger one: the same answers -------------
+
+# adapter.soap.xml parses a document of at most this many bytes once, a larger one in two passes.
+CHUNK = 64 * 1024
+SIZES = [
+    pytest.param(None, id="as-is"),
+    pytest.param(CHUNK, id="one-chunk"),
+    pytest.param(CHUNK + 1, id="one-byte-over-a-chunk"),
+    pytest.param(4 * CHUNK, id="four-chunks"),
+]
+
+
+def padded(data: bytes, size: int | None) -> bytes:
+    """`data` followed by whitespace up to `size` bytes: what follows the root or the first
+    error changes neither the tree nor what is refused, nor where."""
+    if size is None:
+        return data
+    assert len(data) < size
+    return data + b"\n" * (size - len(data))
+
+
+def outcome(data: bytes, limits: XmlLimits) -> tuple[object, ...]:
+    """The class and reason of the refusal, or what a reader of the tree can see: the document
+    serialised (with what precedes and follows the root), its declaration, its line numbers."""
+    try:
+        root = parse_untrusted(data, limits)
+    except XmlRejected as exc:
+        return type(exc), exc.reason
+    tree = root.getroottree()
+    declared = (tree.docinfo.xml_version, tree.docinfo.encoding, tree.docinfo.standalone)
+    return etree.tostring(tree), declared, [node.sourceline for node in root.iter()]
+
+
+def test_the_padding_reaches_the_sizes_on_either_side_of_a_chunk() -> None:
+    assert [len(padded(b"<a/>", size)) for size in (CHUNK, CHUNK + 1)] == [65_536, 65_537]
+
+
+TOO_COMPLEX = [
+    pytest.param(
+        b'<a x="1" y="2" z="3" w="4"/>',
+        "element a heeft 4 attributen en namespacedeclaraties; maximaal 3",
+        id="attributes",
+    ),
+    pytest.param(
+        b'<a xmlns="urn:a" xmlns:b="urn:b"><b:b xmlns:c="urn:c" c:x="1" y="2" b:z="3"/></a>',
+        "element b heeft 4 attributen en namespacedeclaraties; maximaal 3",
+        id="namespace-declarations-count-on-their-own-element",
+    ),
+    pytest.param(
+        b"<a><b><c><d/></c></b></a>", "element d is dieper genest dan 3 niveaus", id="depth"
+    ),
+    pytest.param(
+        b"<a><b/><b/><b/><b/><b/></a>",
+        "het bericht heeft meer dan 5 elementen en commentaren",
+        id="elements",
+    ),
+    pytest.param(
+        b"<!--1--><!--2--><a/><!--3--><!--4--><!--5-->",
+        "het bericht heeft meer dan 5 elementen en commentaren",
+        id="comments-outside-the-root",
+    ),
+    pytest.param(b"<a>" + b"x" * 11 + b"</a>", "de tekst van a is langer dan 10 tekens", id="text"),
+    pytest.param(
+        b"<a>xxxx&amp;&#120;<![CDATA[xxxx]]>x</a>",
+        "de tekst van a is langer dan 10 tekens",
+        id="text-of-references-and-cdata",
+    ),
+    pytest.param(
+        b"<a><b/>" + b"x" * 11 + b"</a>",
+        "de tekst na b is langer dan 10 tekens",
+        id="text-after-a-child",
+    ),
+    pytest.param(
+        b"<a><b/><!--c-->xxxxx<!--d-->" + b"x" * 11 + b"</a>",
+        "de tekst na b is langer dan 10 tekens",
+        id="text-after-comments-named-by-the-element-before-them",
+    ),
+    pytest.param(
+        b"<a><b>xxxxxxxxxx</b>xxxxxxxxxx<c/>" + b"x" * 11 + b"</a>",
+        "de tekst na c is langer dan 10 tekens",
+        id="texts-at-the-limit-then-one-over-it",
+    ),
+    pytest.param(
+        b'<a b="' + b"x" * 11 + b'"/>',
+        "een attribuut van a is langer dan 10 tekens",
+        id="attribute-value",
+    ),
+    pytest.param(
+        b"<a><b><c><d/></c></b><b/><b/><b/></a>",
+        "element d is dieper genest dan 3 niveaus",
+        id="the-first-limit-passed-answers",
+    ),
+    pytest.param(
+        b"<a><b/><b/><b/><b/><b/><b></a>",
+        "het bericht heeft meer dan 5 elementen en commentaren",
+        id="a-limit-passed-before-the-document-breaks",
+    ),
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("data", "reason"), TOO_COMPLEX)
+def test_each_limit_refuses_a_small_and_a_large_document_alike(
+    data: bytes, reason: str, size: int | None
+) -> None:
+    assert outcome(padded(data, size), SMALL) == (XmlTooComplex, reason)
+
+
+PI_REFUSED = (ForbiddenMarkup, "processing instructions zijn niet toegestaan")
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(b'<?xml-stylesheet href="x"?><a/>', PI_REFUSED, id="pi-before-the-root"),
+        pytest.param(b"<a><b/><?p?></a>", PI_REFUSED, id="pi-inside"),
+        pytest.param(b"<a/><?after?>", PI_REFUSED, id="pi-after-the-root"),
+        pytest.param(b"<a><?p?><b><c><d/></c></b></a>", PI_REFUSED, id="pi-before-a-limit"),
+        pytest.param(
+            b"<a><b><c><d/></c></b><?p?></a>",
+            (XmlTooComplex, "element d is dieper genest dan 3 niveaus"),
+            id="a-limit-before-a-pi",
+        ),
+        pytest.param(b"<a><?p?><b></a>", PI_REFUSED, id="pi-before-the-document-breaks"),
+    ],
+)
+def test_a_processing_instruction_is_refused_in_its_place_among_the_limits_at_any_size(
+    data: bytes, expected: tuple[type[Exception], str], size: int | None
+) -> None:
+    assert outcome(padded(data, size), SMALL) == expected
+
+
+@pytest.mark.parametrize("size", SIZES[1:])
+@pytest.mark.parametrize(
+    ("data", "refusal"),
+    [
+        pytest.param(b"<a><b></a>", MalformedXml, id="crossed-tags"),
+        pytest.param(b"<a/><b/>", MalformedXml, id="two-roots"),
+        pytest.param(b"<a>&foo;</a>", MalformedXml, id="an-undefined-entity"),
+        pytest.param(b'<a b="x&foo;"/>', MalformedXml, id="an-undefined-entity-in-an-attribute"),
+        pytest.param(b"<a>&#0;</a>", MalformedXml, id="a-reference-to-no-character"),
+        pytest.param(b"<a><q:c/></a>", MalformedXml, id="an-undeclared-prefix"),
+        pytest.param(b'<a xmlns:p=""/>', MalformedXml, id="an-empty-namespace"),
+        pytest.param(b'<a x="1" x="2"/>', MalformedXml, id="an-attribute-twice"),
+        pytest.param(b"<a>\x01</a>", MalformedXml, id="a-control-character"),
+        pytest.param(b"<a>Uw \xc3( besluit</a>", XmlNotUtf8, id="broken-utf-8"),
+        pytest.param("<a>é</a>".encode("latin-1"), XmlNotUtf8, id="latin-1-undeclared"),
+        pytest.param(
+            '<?xml version="1.0" encoding="ISO-8859-1"?><a>é</a>'.encode("latin-1"),
+            XmlNotUtf8,
+            id="latin-1-declared",
+        ),
+        pytest.param(b"<!DOCTYPE a><a/>", ForbiddenMarkup, id="a-doctype"),
+    ],
+)
+def test_a_broken_document_is_refused_alike_at_any_size(
+    data: bytes, refusal: type[XmlRejected], size: int
+) -> None:
+    # The same words too: an undefined entity, say, is worded by the counting parser, not as
+    # "no element found" by the tree-building one.
+    small = outcome(data, SMALL)
+    assert small[0] is refusal
+    assert outcome(padded(data, size), SMALL) == small
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(
+            b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<!--c-->\n<a xmlns="urn:x"'
+            b' xmlns:p="urn:p" p:b="1">\r\n<p:c>x&amp;y<![CDATA[<z>]]></p:c>'
+            b"<!--d-->\xc3\xa9\n<e/></a>",
+            id="namespaces-comments-references",
+        ),
+        pytest.param(b'<a x="1" y="2" z="3"><b><c>0123456789</c></b><b/><!--c--></a>', id="limits"),
+        pytest.param(b"\xef\xbb\xbf<a>\xe2\x82\xac</a>", id="utf-8-with-a-byte-order-mark"),
+    ],
+)
+def test_a_document_at_or_within_every_limit_gives_the_same_tree_at_any_size(
+    data: bytes, size: int | None
+) -> None:
+    assert outcome(padded(data, size), SMALL) == outcome(data, DEFAULT_LIMITS)
+
+
+@pytest.mark.parametrize("size", SIZES[1:3])
+def test_a_chunk_full_of_elements_is_counted_like_one_byte_more_of_them(size: int) -> None:
+    # Some 16,000 elements fit in one chunk: within the default limits, over a smaller one.
+    data = padded(b"<a>" + b"<b/>" * 16_000 + b"</a>", size)
+    assert len(parse_untrusted(data)) == 16_000
+    with pytest.raises(XmlTooComplex) as raised:
+        parse_untrusted(data, XmlLimits(max_elements=10_000))
+    assert raised.value.reason == "het bericht heeft meer dan 10000 elementen en commentaren"
