@@ -7,7 +7,7 @@ import json
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy import (
     ColumnElement,
@@ -27,7 +27,11 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from stdnum.nl import bsn as bsn_number
 
 from adapter.errors import AdapterError
+from adapter.store.engine import DriverStatement
 from adapter.store.models import Account, Subscription, SubscriptionChange, table_of
+
+if TYPE_CHECKING:
+    from adapter.store.repositories import Transaction
 
 # BSNs per query when an organisation's subscribers or changes are read page by page: enough
 # to keep the round trips few, few enough to keep memory flat for a million.
@@ -159,14 +163,18 @@ def _standing_query(bsn_is_asked: ColumnElement[bool]) -> Select[str, bool, str 
     )
 
 
+# On the driver: the lookup runs once per request, and SQLAlchemy's execution of it cost
+# more CPU than the query (adapter.store.engine.DriverStatement).
 _STANDING = {
-    "postgresql": _standing_query(
-        table_of(Account).c.bsn == any_(bindparam("bsns", type_=ARRAY(String)))
+    "postgresql": DriverStatement(
+        _standing_query(table_of(Account).c.bsn == any_(bindparam("bsns", type_=ARRAY(String))))
     ),
     # SQLite: the BSNs as a JSON array, read back by json_each.
-    "sqlite": _standing_query(
-        table_of(Account).c.bsn.in_(
-            select(func.json_each(bindparam("bsns")).table_valued("value").c.value)
+    "sqlite": DriverStatement(
+        _standing_query(
+            table_of(Account).c.bsn.in_(
+                select(func.json_each(bindparam("bsns")).table_valued("value").c.value)
+            )
         )
     ),
 }
@@ -176,10 +184,12 @@ def standing(
     session: Session | Connection, bsns: Iterable[str], oin: str
 ) -> dict[str, AccountStanding]:
     """Per BSN that has an account: is it active, and has it opted in for `oin`?"""
-    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    # A session's connection: the statement is Core, which a session runs without flushing.
+    connection = session if isinstance(session, Connection) else session.connection()
+    name = connection.dialect.name
     wanted = list(set(bsns))
-    asked = wanted if dialect.name == "postgresql" else json.dumps(wanted)
-    rows = session.execute(_STANDING[dialect.name], {"bsns": asked, "oin": oin})
+    asked = wanted if name == "postgresql" else json.dumps(wanted)
+    rows = _STANDING[name].rows(connection, {"bsns": asked, "oin": oin})
     return {bsn: AccountStanding(active, opted_in is not None) for bsn, active, opted_in in rows}
 
 
@@ -207,9 +217,14 @@ class Accounts:
     writer waits. They see the latest committed rows, as each statement on PostgreSQL does.
     """
 
-    def __init__(self, session: Session, lookups: Engine | None = None) -> None:
-        self.session = session
+    def __init__(self, session: Session | Transaction, lookups: Engine | None = None) -> None:
+        self._unit = session
         self._lookups = lookups
+
+    @property
+    def session(self) -> Session:
+        unit = self._unit
+        return unit if isinstance(unit, Session) else unit.session
 
     def may_receive(self, bsns: Iterable[str], oin: str, by_law: bool) -> dict[str, bool]:
         wanted = set(bsns)
@@ -217,7 +232,9 @@ class Accounts:
 
     def standing(self, bsns: Iterable[str], oin: str) -> dict[str, AccountStanding]:
         if self._lookups is None:
-            return standing(self.session, bsns, oin)
+            unit = self._unit
+            # A transaction's connection: the lookup needs no session (Transaction).
+            return standing(unit if isinstance(unit, Session) else unit.connection, bsns, oin)
         with self._lookups.connect() as connection:
             return standing(connection, bsns, oin)
 

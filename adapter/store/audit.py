@@ -48,6 +48,7 @@ from typing import IO, Any
 from sqlalchemy import Connection, exists, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from adapter.store.engine import DriverStatement, driver_errors
 from adapter.store.models import AuditEntry, ReceiptOutcome, StoredReceipt, table_of
 
 GENESIS_HASH = "0" * 64
@@ -153,29 +154,36 @@ class Record:
 
 
 # The chain's lock, and a commit that does not wait for the disk (see the module text).
-_LOCK = text(
-    "SELECT pg_advisory_xact_lock(CAST(:key AS bigint)),"
-    " set_config('synchronous_commit', 'off', true)"
+# The statements every receipt runs are `DriverStatement`s: SQLAlchemy's execution of a
+# statement cost more CPU than the statement itself (adapter.store.engine).
+_LOCK = DriverStatement(
+    text(
+        "SELECT pg_advisory_xact_lock(CAST(:key AS bigint)),"
+        " set_config('synchronous_commit', 'off', true)"
+    )
 )
-_DURABLE = text("SELECT txid_current()")
+_DURABLE = "SELECT txid_current()"
 # Set in a session's `info` while its transaction's commit still has to reach the disk.
 NOT_YET_DURABLE = "audit_commit_not_yet_durable"
 _AUDIT_LOG = table_of(AuditEntry)
-# Core columns: the ORM's result loading is not needed for one row of three values.
-_HEAD = (
+_HEAD = DriverStatement(
     select(_AUDIT_LOG.c.seq, _AUDIT_LOG.c.entry_hash, _AUDIT_LOG.c.recorded_at)
     .order_by(_AUDIT_LOG.c.seq.desc())
     .limit(1)
 )
-_INSERT = insert(_AUDIT_LOG)  # Core: one statement, no unit of work
+# One statement, no unit of work; every column is given.
+_INSERT = DriverStatement(insert(_AUDIT_LOG), [column.key for column in _AUDIT_LOG.c])
 
 
 def lock_chain(session: Session) -> None:
     """Become the chain's only writer until this transaction ends."""
-    connection = session.connection()
+    _lock_chain(session.connection(), session.info)
+
+
+def _lock_chain(connection: Connection, info: dict[Any, Any]) -> None:
     if connection.dialect.name == "postgresql":
-        connection.execute(_LOCK, {"key": AUDIT_LOCK_KEY})
-        session.info[NOT_YET_DURABLE] = True
+        _LOCK.rows(connection, {"key": AUDIT_LOCK_KEY})
+        info[NOT_YET_DURABLE] = True
     # SQLite: the transaction began with BEGIN IMMEDIATE, and has written before it got here
     # (append flushes first), so it holds the database's only write lock already.
 
@@ -184,9 +192,18 @@ def wait_until_durable(connection: Connection) -> None:
     """PostgreSQL: return once everything committed on `connection` so far is on disk.
 
     The statement runs in autocommit, a transaction of its own that PostgreSQL commits
-    synchronously: one round trip instead of BEGIN, the statement and COMMIT.
+    synchronously: one round trip instead of BEGIN, the statement and COMMIT. Autocommit is
+    switched on the driver's connection and back, between transactions: through SQLAlchemy's
+    isolation level it cost as much CPU again, half of it to reset the level at check-in.
     """
-    connection.execution_options(isolation_level="AUTOCOMMIT").execute(_DURABLE)
+    driver: Any = connection.connection.dbapi_connection
+    with driver_errors(connection, _DURABLE):
+        driver.autocommit = True
+        try:
+            driver.execute(_DURABLE)
+        finally:
+            if not driver.closed:
+                driver.autocommit = False
 
 
 def append(session: Session, record: Record, now: datetime | None = None) -> dict[str, Any]:
@@ -195,15 +212,25 @@ def append(session: Session, record: Record, now: datetime | None = None) -> dic
     Returns the entry's columns. Under the lock: one read of the head, one insert.
     """
     session.flush()  # the caller's rows are written before the lock, not under it
-    lock_chain(session)
-    # Core statements on the transaction's connection: the session adds nothing to them.
-    connection = session.connection()
-    head = connection.execute(_HEAD).one_or_none()
+    return append_on(session.connection(), session.info, record, now)
+
+
+def append_on(
+    connection: Connection,
+    info: dict[Any, Any],
+    record: Record,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """`append` on the transaction's connection, whose session has nothing left to flush;
+    `info` is the session's, where the commit learns that it must wait for the disk."""
+    _lock_chain(connection, info)
+    head = _HEAD.rows(connection)
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    if head is None:
+    if not head:
         seq, prev_hash = 1, GENESIS_HASH
     else:
-        seq, prev_hash, moment = head.seq + 1, head.entry_hash, max(moment, head.recorded_at)
+        head_seq, head_hash, head_moment = head[0]
+        seq, prev_hash, moment = head_seq + 1, head_hash, max(moment, head_moment)
     entry: dict[str, Any] = {
         "seq": seq,
         "recorded_at": moment,
@@ -218,7 +245,7 @@ def append(session: Session, record: Record, now: datetime | None = None) -> dic
         "prev_hash": prev_hash,
     }
     entry["entry_hash"] = entry_hash({**entry, "recorded_at": timestamp(moment)})
-    connection.execute(_INSERT, entry)
+    _INSERT.execute(connection, entry)
     return entry
 
 

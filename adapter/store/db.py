@@ -21,7 +21,7 @@ from adapter.store.engine import (
     create_reading_engine,
     is_database_file,
 )
-from adapter.store.repositories import Repositories
+from adapter.store.repositories import Repositories, Transaction
 
 __all__ = ["Database", "create_database_engine", "reading_session", "store_errors"]
 
@@ -73,17 +73,26 @@ class Database:
         A transaction that appended to the audit chain on PostgreSQL committed without waiting
         for the disk; it is on disk when this returns (see adapter.store.audit).
         """
-        with store_errors(), self.engine.connect() as connection:
-            with self._sessions(bind=connection) as session, session.begin():
-                yield session
-            if session.info.pop(audit.NOT_YET_DURABLE, False):
-                audit.wait_until_durable(connection)
+        with self._transaction() as transaction:
+            yield transaction.session
 
     @contextmanager
     def repositories(self) -> Iterator[Repositories]:
         """One transaction, seen through the repositories the profiles and business use."""
-        with self.transaction() as session:
-            yield Repositories(session, self.blobs, self._lookups)
+        with self._transaction() as transaction:
+            yield Repositories(transaction, self.blobs, self._lookups)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Transaction]:
+        with store_errors(), self.engine.connect() as connection:
+            transaction = Transaction(connection, self._sessions)
+            try:
+                yield transaction
+                transaction.commit()
+            finally:
+                transaction.close()
+            if transaction.info.pop(audit.NOT_YET_DURABLE, False):
+                audit.wait_until_durable(connection)
 
     @contextmanager
     def reading(self) -> Iterator[Repositories]:
@@ -95,12 +104,12 @@ class Database:
         any other (PostgreSQL's reads block no writer).
         """
         engine = self._lookups if self._lookups is not None else self.engine
-        with (
-            store_errors(),
-            engine.connect() as connection,
-            self._sessions(bind=connection) as session,  # closing it rolls back
-        ):
-            yield Repositories(session, self.blobs, self._lookups)
+        with store_errors(), engine.connect() as connection:  # closing it rolls back
+            transaction = Transaction(connection, self._sessions)
+            try:
+                yield Repositories(transaction, self.blobs, self._lookups)
+            finally:
+                transaction.close()
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless the database answers a trivial query."""

@@ -10,6 +10,11 @@ writers queue for the database in the kernel instead: each takes `WriteLock` (a 
 then an `flock` on a file beside the database, shared by every process of the machine) before
 BEGIN IMMEDIATE and lets go after COMMIT or ROLLBACK, and the next in line wakes at once.
 SQLite's own lock and busy handler stay underneath, for anything that writes without it.
+
+The few statements every request runs (the accounts lookup, a receipt and its audit entry) are
+`DriverStatement`s: compiled by SQLAlchemy once, run on the DBAPI cursor in the connection's
+transaction, with SQLAlchemy's type conversions and errors. They do not pass SQLAlchemy's
+statement events (`before_cursor_execute`, echo); BEGIN IMMEDIATE does, on purpose.
 """
 
 from __future__ import annotations
@@ -20,12 +25,17 @@ import select
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError, PendingRollbackError
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 # How long an SQLite statement waits for another connection's write lock before failing.
 BUSY_TIMEOUT_MS = 10_000
@@ -164,6 +174,8 @@ def _sqlite_begin(connection: Any) -> None:
         locked = sqlite3.OperationalError("database is locked (waited for the write lock)")
         raise OperationalError("BEGIN IMMEDIATE", None, locked)
     try:
+        # Through SQLAlchemy, not on the driver (DriverStatement): tests watch for it in the
+        # engine's statement events to tell which work takes the write lock.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     except BaseException:
         driver.give_up_write_lock()
@@ -233,3 +245,131 @@ def create_reading_engine(url: str) -> Engine:
     if is_sqlite(url):
         return create_engine(url, connect_args={"timeout": 10})
     return create_database_engine(url)
+
+
+# --- statements run on the driver -----------------------------------------------------------
+
+
+@contextmanager
+def driver_errors(
+    connection: Connection, sql: str, parameters: Any = None, cursor: Any = None
+) -> Iterator[None]:
+    """Handle a DBAPI error raised in the block as SQLAlchemy's own execution does.
+
+    That is: raised as SQLAlchemy's exception (`IntegrityError`, `OperationalError`, …, so
+    `store_errors` sees what it always saw), and on a lost connection the connection and the
+    pool's older ones invalidated. SQLAlchemy's method for it is private but has kept its
+    signature through 2.x; tests/unit/test_store_driver.py fails should that change.
+    """
+    try:
+        yield
+    except connection.dialect.loaded_dbapi.Error as exc:
+        connection._handle_dbapi_exception(exc, sql, parameters, cursor, None)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...] | None  # positional parameters in order; None: by name
+    defaults: Mapping[str, Any]  # bound values the statement carries itself (LIMIT 1 …)
+    binds: tuple[tuple[str, Callable[[Any], Any]], ...]  # parameter → type conversion
+    results: tuple[Callable[[Any], Any] | None, ...]  # result column → conversion; () none
+
+
+class DriverStatement:
+    """A Core statement compiled once per dialect and run on the DBAPI cursor itself.
+
+    For the few statements every request runs (the accounts lookup, the receipt and its audit
+    entry): SQLAlchemy's path from `Connection.execute` to the cursor (cache key, parameter
+    construction, execution context, result set-up) cost more CPU than the driver's work.
+    What reaches the driver is what SQLAlchemy would send: its compiled SQL and its types'
+    bind and result conversions; errors are SQLAlchemy's (`driver_errors`). The statement
+    runs in the connection's transaction, begun first as `Connection.execute` would (on
+    SQLite: the write lock and BEGIN IMMEDIATE). Only statements without Python-side column
+    defaults, expanding parameters or RETURNING qualify; compiling refuses the others.
+    """
+
+    def __init__(self, statement: ClauseElement, parameters: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self._parameters = list(parameters) if parameters is not None else None  # an INSERT's
+        self._compiled: dict[type[Dialect], _Compiled] = {}  # per dialect and driver
+
+    def _compile(self, dialect: Dialect) -> _Compiled:
+        compiled = self.statement.compile(dialect=dialect, column_keys=self._parameters)
+        if not isinstance(compiled, SQLCompiler):
+            raise TypeError("not an SQL statement")
+        if (
+            compiled.insert_prefetch
+            or compiled.update_prefetch
+            or compiled.post_compile_params
+            or compiled.literal_execute_params
+            or compiled.implicit_returning
+            or compiled.returning
+        ):
+            raise ValueError(f"{compiled.string!r} needs SQLAlchemy's own execution")
+        binds = []
+        defaults = {}
+        for bind, name in compiled.bind_names.items():
+            convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if convert is not None:
+                binds.append((name, convert))
+            if not bind.required:
+                defaults[name] = bind.effective_value
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in getattr(self.statement, "selected_columns", ())
+        )
+        if not any(results):
+            results = ()
+        names = tuple(compiled.positiontup or ()) if dialect.positional else None
+        return _Compiled(compiled.string, names, defaults, tuple(binds), results)
+
+    def rows(
+        self, connection: Connection, parameters: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The statement's result rows (converted as SQLAlchemy converts them)."""
+        rows, _ = self._run(connection, parameters, fetch=True)
+        return rows
+
+    def execute(self, connection: Connection, parameters: Mapping[str, Any] | None = None) -> int:
+        """Run a statement that returns no rows; its row count."""
+        return self._run(connection, parameters, fetch=False)[1]
+
+    def _run(
+        self, connection: Connection, parameters: Mapping[str, Any] | None, fetch: bool
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        dialect = connection.dialect
+        compiled = self._compiled.get(type(dialect))
+        if compiled is None:
+            compiled = self._compiled[type(dialect)] = self._compile(dialect)
+        values = {**compiled.defaults, **parameters} if parameters else dict(compiled.defaults)
+        for name, convert in compiled.binds:
+            values[name] = convert(values[name])
+        bound: Any = values if compiled.names is None else [values[n] for n in compiled.names]
+        transaction = connection.get_transaction()
+        if transaction is None:
+            connection.begin()
+        elif not transaction.is_active:  # as Connection.execute refuses it
+            raise PendingRollbackError(
+                "Can't reconnect until invalid transaction is rolled back.  Please rollback() "
+                "fully before proceeding",
+                code="8s2b",
+            )
+        driver = connection.connection.dbapi_connection
+        if driver is None:
+            raise OperationalError(compiled.sql, None, RuntimeError("connection invalidated"))
+        with driver_errors(connection, compiled.sql, bound):
+            cursor = driver.cursor()
+            try:
+                cursor.execute(compiled.sql, bound)
+                fetched: list[tuple[Any, ...]] = list(cursor.fetchall()) if fetch else []
+                count = cursor.rowcount
+            finally:
+                cursor.close()
+        if fetch and compiled.results:
+            converters = compiled.results
+            fetched = [
+                tuple(v if c is None else c(v) for c, v in zip(converters, row, strict=True))
+                for row in fetched
+            ]
+        return fetched, count
