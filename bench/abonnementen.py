@@ -12,8 +12,8 @@ What it does, all on loopback and in a temporary directory that is removed after
    at the end. Imports conf/accounts.example.csv with the CLI.
 2. Measures the sign rate of the receipt key in this process, before the server starts:
    (a) the bare `cryptography` ECDSA P-256/SHA-256 sign of 1 KiB, (b) a whole receipt via
-   `ReceiptSigner.from_files(...).sign(Receipt(...))` (build the element, exclusive c14n,
-   digest, sign, KeyInfo with the certificate chain), each for about 2 s.
+   `ReceiptSigner.from_files(...).signed_xml(Receipt(...))` (the canonical receipt, its digest,
+   the signature, KeyInfo with the certificate chain), each for about 2 s.
 3. Starts `python -m adapter.cli --config CFG serve` and, per scenario (1 and 250 klanten of
    BSN 999993653 per request, body as `tests.soap_helpers.aanvraag`), runs a load generator in
    other processes: 2 processes x (connections / 2) threads, each thread with its own keep-alive
@@ -142,7 +142,7 @@ def sign_rates(files: PkiFiles, body: bytes, seconds: float) -> tuple[SignRate, 
     body_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
 
     def sign_receipt() -> object:
-        return signer.sign(
+        return signer.signed_xml(
             Receipt(
                 request_id=str(uuid.uuid4()),
                 receiver_oin=RECEIVER_OIN,

@@ -27,6 +27,7 @@ from adapter.cli.audit import register as add_commands
 from adapter.config import Config, load_config
 from adapter.ebms.message import error_of
 from adapter.receipts import Outcome, Receipt, to_element, verify
+from adapter.receipts.model import canonical
 from adapter.store import audit
 from adapter.store.db import Database
 from adapter.store.models import StoredReceipt
@@ -89,7 +90,7 @@ def store(database: Database, outcome: Outcome | None = None, sender: str = GEME
     """One receipt saved as the endpoints save it (unsigned: the store does not care)."""
     receipt = new_receipt(outcome, sender)
     with database.transaction() as session:
-        save_receipt(session, receipt, to_element(receipt))
+        save_receipt(session, receipt, canonical(receipt))
     return receipt.receipt_id
 
 
@@ -254,7 +255,7 @@ def test_a_rolled_back_transaction_leaves_neither_receipt_nor_entry(database: Da
     store(database)
     receipt = new_receipt()
     with pytest.raises(RuntimeError), database.transaction() as session:
-        save_receipt(session, receipt, to_element(receipt))
+        save_receipt(session, receipt, canonical(receipt))
         raise RuntimeError("the business part failed after the receipt")
     for table in ("receipts", "audit_log"):
         query = f"SELECT 1 FROM {table} WHERE receipt_id = :id"  # noqa: S608 - literal names

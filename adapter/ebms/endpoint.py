@@ -13,7 +13,6 @@ answered here too: Ping with Pong, StatusRequest with StatusResponse.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 import uuid
@@ -83,6 +82,7 @@ from adapter.errors import (
 from adapter.metrics import ACCEPTED, record_request
 from adapter.party import Party
 from adapter.receipts import Outcome, Receipt, ReceiptSigner
+from adapter.receipts.model import parse_own
 from adapter.soap.envelope import SOAP_ENV, body_hash, build_fault, raw_hash
 from adapter.soap.schema import SchemaSet
 from adapter.soap.xml import XmlLimits, parse_untrusted
@@ -485,7 +485,7 @@ class EbmsEndpoint:
     ) -> HttpResult:
         """Receipt, Acknowledgment and the asynchronous answer, stored in the open transaction."""
         receipt = self._receipt(progress, answer.outcome)
-        signed = self.signer.sign(receipt)
+        signed = self.signer.signed_xml(receipt)
         route = reply_route(header, action.answer_action, sender.service, sender.service_type)
         if isinstance(answer.payload, EncodedPayload):
             content_type, payload = answer.payload.content_type, answer.payload.data
@@ -499,7 +499,7 @@ class EbmsEndpoint:
             route,
             header.message_id,
             payload,
-            [copy.deepcopy(signed)],
+            [parse_own(signed)],
             progress.received_at,
             content_type,
             self.settings.signing_key,
@@ -528,7 +528,7 @@ class EbmsEndpoint:
         cpa: Cpa,
         sender: CpaParty,
         progress: _Progress,
-        signed: etree._Element,
+        signed: bytes,
         verified: VerifiedSignature | None,
     ) -> tuple[StoredAnswer, HttpResult]:
         """The Acknowledgment with a copy of the receipt (signed on -s/-e channels, with the
@@ -537,7 +537,7 @@ class EbmsEndpoint:
         ack_id, ack = acknowledgment(
             header,
             progress.received_at,
-            [copy.deepcopy(signed)],
+            [parse_own(signed)],
             verified.references if verified is not None else (),
         )
         if sender.security.sign or sender.security.ack_signed:
@@ -587,7 +587,7 @@ class EbmsEndpoint:
             error.description,
         )
         receipt = self._receipt(progress, Outcome.reject(error.error_code, error.description))
-        signed = self.signer.sign(receipt)
+        signed = self.signer.signed_xml(receipt)
         if store:
             try:
                 with self.database.repositories() as repositories:
@@ -598,7 +598,7 @@ class EbmsEndpoint:
                 )
         # The error goes back synchronously even for syncReplyMode none: an error found before
         # the CPA is known has nowhere else to go, and one answer path keeps senders simple.
-        _, body = message_error(progress.header, error, progress.received_at, [signed])
+        _, body = message_error(progress.header, error, progress.received_at, [parse_own(signed)])
         return HttpResult("200 OK", self._sign_refusal(body, progress), error.http_headers)
 
     def _sign_refusal(self, body: bytes, progress: _Progress) -> bytes:

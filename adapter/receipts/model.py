@@ -72,20 +72,23 @@ def canonical(receipt: Receipt) -> bytes:
     verifier's exclusive c14n makes of the element (tests compare them with lxml's, hostile
     characters included). Writing them costs a fraction of building a tree and serialising it.
     """
-    out = [f'<Afleverbevestiging xmlns="{NS}" Id="{_attribute(receipt.xml_id)}">']
+    t = _text
+    out = [
+        f'<Afleverbevestiging xmlns="{NS}" Id="{_attribute(receipt.xml_id)}">'
+        f"<BevestigingID>{t(receipt.receipt_id)}</BevestigingID>"
+        f"<RequestID>{t(receipt.request_id)}</RequestID>"
+        f"<Ontvanger>{t(receipt.receiver_oin)}</Ontvanger>"
+        f"<Afzender>{t(receipt.sender_oin)}</Afzender>"
+        f"<TijdstipOntvangst>{utc_millis(receipt.received_at)}</TijdstipOntvangst>"
+        f"<BerichtReferentie>{t(receipt.message_ref or '')}</BerichtReferentie>"
+        f"<Dienst>{t(receipt.service)}</Dienst>"
+        f"<Operatie>{t(receipt.operation)}</Operatie>"
+        f"<BodyHash>{t(receipt.body_hash)}</BodyHash>"
+    ]
 
     def add(name: str, text: str | None, attribute: str = "") -> None:
-        out.append(f"<{name}{attribute}>{_text(text or '')}</{name}>")
+        out.append(f"<{name}{attribute}>{t(text or '')}</{name}>")
 
-    add("BevestigingID", receipt.receipt_id)
-    add("RequestID", receipt.request_id)
-    add("Ontvanger", receipt.receiver_oin)
-    add("Afzender", receipt.sender_oin)
-    add("TijdstipOntvangst", utc_millis(receipt.received_at))
-    add("BerichtReferentie", receipt.message_ref)
-    add("Dienst", receipt.service)
-    add("Operatie", receipt.operation)
-    add("BodyHash", receipt.body_hash)
     for content_id, part_hash in receipt.part_hashes:
         add("PartHash", part_hash, f' ContentId="{_attribute(content_id)}"')
     out.append("<Uitkomst>")

@@ -9,9 +9,9 @@ SignedInfo but for its Reference URI and DigestValue, and the same KeyInfo. So e
 canonicalises and serialises its ds:Signature once, with markers where those values go, and
 per receipt joins bytes: the receipt written in canonical form (`model.canonical`, its
 digest), the canonical SignedInfo around that digest (what is signed), one signature with
-`cryptography`, and the document parsed once into the element the SOAP header takes. A
-generic signer (signxml) spends most of its time discovering that shape again for every
-receipt.
+`cryptography`. The signed document stays bytes (`signed_xml`), parsed into an element only
+for a message that is signed again as a whole (`sign`). A generic signer (signxml) spends
+most of its time discovering that shape again for every receipt.
 Verification stays with signxml, which checks everything a foreign signature may vary.
 """
 
@@ -86,11 +86,17 @@ class ReceiptSigner:
         return cls(key, leaf + chain, algorithm)
 
     def sign(self, receipt: Receipt) -> etree._Element:
-        """The signed Afleverbevestiging element, ready to put in a SOAP header."""
+        """The signed Afleverbevestiging element, for a message that is signed as a whole
+        after it is put in (WS-Security, ebMS); `signed_xml` is the same signature as bytes."""
+        return parse_own(self.signed_xml(receipt))
+
+    def signed_xml(self, receipt: Receipt) -> bytes:
+        """The signed Afleverbevestiging document (UTF-8, no XML declaration): what the store
+        keeps and an answer carries as it is, so no tree is built for it."""
         with SIGN_SECONDS.time():
             return self._sign(receipt)
 
-    def _sign(self, receipt: Receipt) -> etree._Element:
+    def _sign(self, receipt: Receipt) -> bytes:
         unsigned = canonical(receipt)
         # The enveloped-signature transform removes the Signature again, so the digest is
         # that of the receipt before the Signature is added.
@@ -101,7 +107,7 @@ class ReceiptSigner:
         open_, after_reference, after_digest, close = self._signature_markup
         signature = open_ + reference + after_reference + digest + after_digest + value + close
         closing = unsigned.rindex(b"</")
-        return parse_own(unsigned[:closing] + signature + unsigned[closing:])
+        return unsigned[:closing] + signature + unsigned[closing:]
 
     def _signature(self, data: bytes) -> bytes:
         key = self.private_key

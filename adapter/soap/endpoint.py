@@ -49,6 +49,7 @@ from adapter.errors import (
 from adapter.metrics import ACCEPTED, record_request
 from adapter.party import Party
 from adapter.receipts import Outcome, Receipt, ReceiptSigner
+from adapter.receipts.model import parse_own
 from adapter.soap.addressing import (
     WSA,
     Addressing,
@@ -64,6 +65,7 @@ from adapter.soap.envelope import (
     check_understood,
     envelope_tree,
     fault_tree,
+    header_of,
     parse_envelope,
     raw_hash,
     serialise,
@@ -263,10 +265,20 @@ class WusEndpoint:
         )
         return envelope
 
-    def _answer(self, root: etree._Element, progress: _Progress) -> bytes:
-        """The answer's bytes; signed (and for SE encrypted) for a 2W-be-S/SE organisation."""
+    @staticmethod
+    def _in_header(party: Party, signed: bytes) -> bytes | None:
+        """The signed receipt when the organisation gets it in the SOAP header."""
+        return signed if party.organisation.receipt == "header" else None
+
+    def _answer(
+        self, root: etree._Element, progress: _Progress, receipt: bytes | None = None
+    ) -> bytes:
+        """The answer's bytes, with `receipt` (a signed receipt's bytes) as the last header
+        block; signed (and for SE encrypted) for a 2W-be-S/SE organisation."""
         party = progress.party
         if party is not None and party.organisation.requires_signature:
+            if receipt is not None:  # signed again as part of the message: it needs the tree
+                header_of(root).append(parse_own(receipt))
             # A refusal of the request's own security confirms no signature and, with no
             # verified certificate to encrypt for, goes back unencrypted.
             verified = progress.verified
@@ -281,7 +293,8 @@ class WusEndpoint:
                     else None
                 ),
             )
-        return serialise(root)
+            return serialise(root)
+        return serialise(root, receipt)
 
     def _store(
         self, operation: Operation, party: Party, envelope: Envelope, progress: _Progress
@@ -324,14 +337,14 @@ class WusEndpoint:
                 call = Call(party, envelope.payload, repositories, progress.received_at)
                 payload = operation.handler(call)
                 receipt = self._receipt(progress, Outcome.accept())
-                signed = self.signer.sign(receipt)
+                signed = self.signer.signed_xml(receipt)
                 headers: list[etree._Element] = []
                 if progress.addressing is not None:
                     headers = reply_headers(progress.addressing, operation.response_action)
-                if party.organisation.receipt == "header":
-                    headers.append(signed)
                 # What a repeat gets back is these bytes: signed already, the same signature.
-                answer = self._answer(envelope_tree(payload, headers), progress)
+                answer = self._answer(
+                    envelope_tree(payload, headers), progress, self._in_header(party, signed)
+                )
                 if claim is not None:
                     repositories.wus_messages.record_answer(
                         claim.sender_oin, claim.message_id, receipt.receipt_id, answer
@@ -401,9 +414,10 @@ class WusEndpoint:
             action = operation.fault_actions.get(fault.detail_element or "")
             if action is not None:
                 headers = reply_headers(progress.addressing, action)
+        receipt_header = None
         if progress.party is not None and fault.receipted:
             receipt = self._receipt(progress, Outcome.reject(fault.receipt_code, fault.reason))
-            signed = self.signer.sign(receipt)
+            signed = self.signer.signed_xml(receipt)
             try:
                 with self.database.repositories() as repositories:
                     repositories.receipts.save(receipt, signed)
@@ -412,8 +426,7 @@ class WusEndpoint:
                 log.error(
                     "request %s: receipt not stored: %s", progress.request_id, unavailable.reason
                 )
-            if progress.party.organisation.receipt == "header":
-                headers.append(signed)
+            receipt_header = self._in_header(progress.party, signed)
         context = FaultContext(
             request_id=progress.request_id,
             message_ref=progress.message_ref,
@@ -421,5 +434,5 @@ class WusEndpoint:
             receiver_oin=self.settings.receiver_oin,
         )
         detail = self.service.fault_detail(fault, context)
-        body = self._answer(fault_tree(fault, headers, detail), progress)
+        body = self._answer(fault_tree(fault, headers, detail), progress, receipt_header)
         return HttpResult("500 Internal Server Error", body, fault.http_headers)

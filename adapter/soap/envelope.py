@@ -130,9 +130,35 @@ def envelope_tree(
     return envelope
 
 
-def serialise(envelope: etree._Element) -> bytes:
-    data: bytes = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
-    return data
+def header_of(envelope: etree._Element) -> etree._Element:
+    """The Envelope's Header, added as its first child when it has none."""
+    header = envelope.find(f"{_ENV}Header")
+    if header is None:
+        header = etree.Element(f"{_ENV}Header")
+        envelope.insert(0, header)
+    return header
+
+
+def serialise(envelope: etree._Element, last_header: bytes | None = None) -> bytes:
+    """The Envelope's bytes; with `last_header`, an element's own bytes (a signed receipt, as
+    its signer wrote them) written as the last header block, without a tree built for it."""
+    if last_header is None:
+        data: bytes = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+        return data
+    header = header_of(envelope)
+    slot = etree.SubElement(header, _SLOT, nsmap={"slot": _SLOT_NS})
+    data = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+    header.remove(slot)
+    # The slot's markup can stand nowhere else: text and attribute values would be escaped.
+    before, found, after = data.partition(_SLOT_MARKUP)
+    if not found:
+        raise RuntimeError("the header slot was serialised otherwise than expected")
+    return before + last_header + after
+
+
+_SLOT_NS = "urn:mijnoverheid-adapter:header-slot"
+_SLOT = f"{{{_SLOT_NS}}}slot"
+_SLOT_MARKUP = f'<slot:slot xmlns:slot="{_SLOT_NS}"/>'.encode("ascii")
 
 
 def build_envelope(payload: etree._Element, headers: Sequence[etree._Element] = ()) -> bytes:

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lxml import etree
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from adapter.receipts import Receipt
 from adapter.store import audit
+from adapter.store.engine import DriverStatement
 from adapter.store.models import ReceiptOutcome, StoredReceipt, table_of
 
-# Core: one INSERT per receipt, without the ORM's unit of work.
-_INSERT = insert(table_of(StoredReceipt))
+if TYPE_CHECKING:
+    from adapter.store.repositories import Transaction
+
+# One INSERT per receipt, without the ORM's unit of work, run on the driver (every column is
+# given; see adapter.store.engine.DriverStatement).
+_RECEIPTS = table_of(StoredReceipt)
+_INSERT = DriverStatement(insert(_RECEIPTS), [column.key for column in _RECEIPTS.c])
 
 
-def save_receipt(session: Session, receipt: Receipt, signed: etree._Element) -> None:
-    """Store the signed receipt and append it to the audit chain, in the caller's transaction.
+def save_receipt(session: Session | Transaction, receipt: Receipt, signed: bytes) -> None:
+    """Store the signed receipt (its bytes, as the signer wrote them) and append it to the
+    audit chain, in the caller's transaction.
 
     The chain's lock is taken here and held until the caller commits: call this as the last
     thing before the commit, so nothing else runs while other writers wait.
@@ -36,19 +42,21 @@ def save_receipt(session: Session, receipt: Receipt, signed: etree._Element) -> 
         if outcome.berichten
         else (ReceiptOutcome.ACCEPTED if outcome.accepted else ReceiptOutcome.REFUSED),
         "outcome_code": outcome.code,
-        "xml": etree.tostring(signed, encoding="unicode"),
+        "xml": signed.decode("utf-8"),
     }
     record = audit.Record.of(row)  # hashed before the lock is taken
-    session.connection().execute(_INSERT, row)
-    audit.append(session, record)
+    connection = session.connection() if isinstance(session, Session) else session.connection
+    _INSERT.execute(connection, row)
+    session.flush()  # the caller's rows are written before the chain's lock, not under it
+    audit.append_on(connection, session.info, record)
 
 
 class Receipts:
     """The receipts repository of one transaction."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, session: Session | Transaction) -> None:
+        self.session = session  # a Transaction: no session is made for a receipt
 
-    def save(self, receipt: Receipt, signed: etree._Element) -> None:
+    def save(self, receipt: Receipt, signed: bytes) -> None:
         """See `save_receipt`: the last call before commit."""
         save_receipt(self.session, receipt, signed)

@@ -25,6 +25,8 @@ from adapter.receipts import (
     find_receipt,
     verify,
 )
+from adapter.receipts.model import parse_own
+from adapter.soap.envelope import envelope_tree, serialise
 from adapter.soap.xml import parse_trusted_file
 from tests.conftest import GEMEENTE, ROOT
 
@@ -175,3 +177,20 @@ def test_a_receipt_is_found_inside_a_soap_message_and_on_its_own(keys: Keys) -> 
 def test_a_document_without_a_receipt_is_refused(keys: Keys) -> None:
     with pytest.raises(ReceiptInvalid, match="geen Afleverbevestiging"):
         verify(etree.fromstring(b"<Envelope/>"), keys.root)
+
+
+def test_the_signed_bytes_spliced_into_an_answer_verify_there_with_both_verifiers(
+    keys: Keys,
+) -> None:
+    original = receipt()
+    signed = keys.signer.signed_xml(original)
+    action = etree.Element("{http://www.w3.org/2005/08/addressing}Action")
+    action.text = "urn:answer"
+    answer = serialise(envelope_tree(etree.Element("{urn:test}Antwoord"), [action]), signed)
+    document = etree.fromstring(answer)
+    header = document[0]
+    assert [etree.QName(child).localname for child in header] == ["Action", "Afleverbevestiging"]
+    assert signed in answer  # the signer's bytes as they are, no tree written in between
+    assert verify(document, keys.root).receipt == original
+    assert libxmlsec_verifies(find_receipt(document), keys.root)
+    assert verify(parse_own(signed), keys.root).receipt == original  # on its own as well

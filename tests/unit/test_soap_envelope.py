@@ -26,8 +26,10 @@ from adapter.soap.envelope import (
     build_fault,
     check_content_type,
     check_understood,
+    envelope_tree,
     parse_envelope,
     raw_hash,
+    serialise,
 )
 
 S = f"{{{SOAP_ENV}}}"
@@ -244,3 +246,17 @@ def test_another_media_type_is_an_invalid_envelope_naming_it(
 def test_a_charset_other_than_utf8_is_refused_as_not_utf8() -> None:
     with pytest.raises(XmlNotUtf8, match="charset iso-8859-1 is niet toegestaan, alleen UTF-8"):
         check_content_type("text/xml; charset=ISO-8859-1")
+
+
+def test_bytes_written_as_the_last_header_block_get_a_header_of_their_own_when_needed() -> None:
+    block = b'<Blok xmlns="urn:test"><Leeg></Leeg></Blok>'
+    answer = serialise(envelope_tree(etree.Element("{urn:test}Antwoord")), block)
+    document = etree.fromstring(answer)
+    assert [etree.QName(child).localname for child in document] == ["Header", "Body"]
+    assert etree.QName(document[0][0]).localname == "Blok"
+    assert block in answer
+    # Markup like the slot's inside a text is escaped, so only the slot itself is replaced.
+    payload = etree.Element("{urn:test}Antwoord")
+    payload.text = '<slot:slot xmlns:slot="urn:mijnoverheid-adapter:header-slot"/>'
+    document = etree.fromstring(serialise(envelope_tree(payload), block))
+    assert document[1][0].text == payload.text
