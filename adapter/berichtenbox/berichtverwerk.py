@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -79,8 +80,9 @@ class BijlageLimits:
     general_bytes: int = 2_097_152  # 2 MiB, per Bericht
 
 
-@dataclass(frozen=True)
-class BerichtResultaat:
+class BerichtResultaat(NamedTuple):
+    """One Bericht's outcome (a tuple: a batch makes a thousand of them)."""
+
     bericht_id: str
     bericht_type: str
     code: VerwerkingsCode
@@ -155,7 +157,7 @@ def _moment(text: str | None) -> datetime | None:
 class _Letter:
     """One Bericht's fields, read in one pass over its elements."""
 
-    info: dict[str, str]  # BerichtInformatie: local name -> whole text
+    info: dict[str, str]  # BerichtInformatie's fields read (_LETTER_INFO): local name -> whole text
     bericht_id: str
     bericht_type: str
     bsn: str
@@ -164,28 +166,89 @@ class _Letter:
     general: list[tuple[int, str, bytes]]
 
 
-def _fields(parent: etree._Element, prefix: str) -> dict[str, str]:
-    """The child elements of `parent` in the namespace `prefix` ("{uri}") by local name, each
-    with its whole text (`text_of`): one pass instead of a find() per field, which was the
-    largest per-Bericht cost of a batch."""
-    skip = len(prefix)
-    fields = {}
-    for child in parent:
-        tag = child.tag
-        if isinstance(tag, str) and tag.startswith(prefix):
+@dataclass(frozen=True)
+class _Record:
+    """How to read the fields of one kind of record (BerichtInformatie, Bijlage, ...).
+
+    `names`: qualified tag -> local name of the fields read (the others, such as a Bericht's
+    BatchID, SoortGebruiker and BijlageType, never are). `required`: the elements its schema
+    sequence requires, and `positions`: where the fields read then are. A record of exactly
+    that many children holds only those, in the schema's order: an optional element, or a
+    comment or processing instruction between them, would leave a required one out, which
+    the XSD check refuses. So such a record's fields are taken by position, reading no tag.
+    """
+
+    names: Mapping[str, str]
+    required: int = -1  # -1: always by tag
+    positions: tuple[tuple[int, str], ...] = ()
+
+
+def _record(prefix: str, names: tuple[str, ...], sequence: tuple[str, ...] = ()) -> _Record:
+    """A record whose schema sequence requires `sequence` (in order), of which `names` are read."""
+    return _Record(
+        {f"{prefix}{name}": name for name in names},
+        len(sequence) if sequence else -1,
+        tuple((sequence.index(name), name) for name in names if name in sequence),
+    )
+
+
+_BATCH_INFO = _record(_B, ("BatchID", "AanmaakDatum"))
+_LETTER_INFO = _record(
+    _L,
+    (
+        "BerichtID",
+        "BerichtType",
+        "PublicatieDatum",
+        "EindDatumHandelingsTermijn",
+        "Onderwerp",
+        "BerichtTekst",
+        "Referentie",
+        "GebruikerID",
+    ),
+    ("BatchID", "BerichtID", "BerichtType", "Onderwerp", "GebruikerID", "SoortGebruiker"),
+)
+_PERSONAL = _record(
+    _L,
+    ("Inhoud", "Omschrijving", "Volgorde"),
+    ("Inhoud", "BijlageType", "Omschrijving", "Volgorde"),
+)
+_GENERAL = _record(
+    _X,
+    ("Referentie", "Omschrijving", "Volgorde"),
+    ("Referentie", "BijlageType", "Omschrijving", "Volgorde"),
+)
+_INHOUD = f"{_L}Inhoud"
+
+
+def _fields(parent: etree._Element, record: _Record) -> dict[str, str]:
+    """The fields `record` reads of `parent`, by local name, each with its whole text
+    (`text_of`): one pass instead of a find() per field, which was the largest per-Bericht
+    cost of a batch. By position when the record holds only what its schema requires (reading
+    an element's tag costs as much as its text), else one dict look-up per child's tag (a
+    comment's tag is a function, found in no table)."""
+    fields: dict[str, str] = {}
+    if len(parent) == record.required:
+        for position, name in record.positions:
+            child = parent[position]
             # Without children (a comment is one) .text is the whole text.
-            fields[tag[skip:]] = (child.text or "") if len(child) == 0 else text_of(child) or ""
+            fields[name] = (child.text or "") if len(child) == 0 else text_of(child) or ""
+        return fields
+    names = record.names
+    for child in parent:
+        local = names.get(child.tag)
+        if local is not None:
+            fields[local] = (child.text or "") if len(child) == 0 else text_of(child) or ""
     return fields
 
 
 def _attachments(
-    parent: etree._Element, prefix: str, content: Callable[[dict[str, str]], bytes]
+    parent: etree._Element, record: _Record, content: Callable[[dict[str, str]], bytes]
 ) -> list[tuple[int, str, bytes]]:
     """Volgorde, Omschrijving and content of each attachment element inside `parent`."""
     found = []
     for element in parent:
         if isinstance(element.tag, str):
-            fields = _fields(element, prefix)
+            fields = _fields(element, record)
             found.append(
                 (int(fields.get("Volgorde") or 0), fields.get("Omschrijving", ""), content(fields))
             )
@@ -230,7 +293,7 @@ def _drop_inhoud(bijlagen: etree._Element) -> None:
     a batch's attachments are held once, decoded, instead of also as base64 in the tree (up to
     a third more than the message itself) while the whole batch is judged and stored.
     """
-    for inhoud in bijlagen.iter(f"{_L}Inhoud"):
+    for inhoud in bijlagen.iter(_INHOUD):
         if len(inhoud) == 0:  # one text node; a (rare) comment inside keeps the rest
             inhoud.text = None
 
@@ -240,13 +303,14 @@ def _read_letter(element: etree._Element, general: Mapping[str, bytes], inline: 
     personal: list[tuple[int, str, bytes]] = []
     shared: list[tuple[int, str, bytes]] = []
     for part in element:
-        if part.tag == _INFO:
-            info = _fields(part, _L)
-        elif part.tag == _BIJLAGEN:
-            personal = _attachments(part, _L, inline)
+        tag = part.tag
+        if tag == _INFO:
+            info = _fields(part, _LETTER_INFO)
+        elif tag == _BIJLAGEN:
+            personal = _attachments(part, _PERSONAL, inline)
             _drop_inhoud(part)
-        elif part.tag == _ALGEMENE:
-            shared = _attachments(part, _X, lambda f: general[_cid(f.get("Referentie", ""))])
+        elif tag == _ALGEMENE:
+            shared = _attachments(part, _GENERAL, lambda f: general[_cid(f.get("Referentie", ""))])
     if info is None:  # the schema requires it; reaching this means it was not checked
         raise ValueError(f"{_INFO} ontbreekt in een niet gevalideerde batch")
     return _Letter(
@@ -273,18 +337,34 @@ def _cid(reference: str) -> str:
 
 def general_references(batch: etree._Element) -> set[str]:
     """Every content-id the batch's AlgemeneBijlagen refer to (the ebMS layer resolves them)."""
-    return {_cid(text_of(r) or "") for r in batch.iter(f"{_X}Referentie")}
+    # .text is the whole text of an element without children; text_of joins the rest.
+    return {
+        _cid((r.text or "") if len(r) == 0 else text_of(r) or "")
+        for r in batch.iter(f"{_X}Referentie")
+    }
+
+
+_VERWERKT = (VerwerkingsCode.VERWERKT, None)
+_BESTAAT_AL = (VerwerkingsCode.BERICHT_BESTAAT_AL, None)
+_AANMAAK_TE_VER = (
+    VerwerkingsCode.AANMAAKDATUM_TE_VER,
+    "AanmaakDatum ligt meer dan 13 dagen in het verleden",
+)
+_PUBLICATIE_TE_VER = (
+    VerwerkingsCode.PUBLICATIEDATUM_TE_VER,
+    "PublicatieDatum ligt meer dan 13 dagen in de toekomst",
+)
 
 
 def _judge(
     letter: _Letter,
     ctx: BatchContext,
-    aanmaak: datetime,
+    aanmaak_te_ver: bool,  # the batch's AanmaakDatum, judged once for all its Berichten
     refused: Mapping[str, str],  # why, for each BSN the leverancier may not send post to
     taken: set[str],
 ) -> tuple[VerwerkingsCode, str | None]:
     if letter.bericht_id in taken:
-        return VerwerkingsCode.BERICHT_BESTAAT_AL, None
+        return _BESTAAT_AL
     if letter.bericht_type not in ctx.leverancier.bericht_types:  # the active codes
         known = ctx.leverancier.bericht_type(letter.bericht_type) is not None
         return (
@@ -292,20 +372,16 @@ def _judge(
             f"BerichtType {letter.bericht_type} is "
             + ("niet actief" if known else "niet toegekend"),
         )
-    if ctx.received_at - aanmaak > DATE_WINDOW:
-        return (
-            VerwerkingsCode.AANMAAKDATUM_TE_VER,
-            "AanmaakDatum ligt meer dan 13 dagen in het verleden",
-        )
+    if aanmaak_te_ver:
+        return _AANMAAK_TE_VER
     publicatie = letter.publicatie
     if publicatie is not None and publicatie - ctx.received_at > DATE_WINDOW:
-        return (
-            VerwerkingsCode.PUBLICATIEDATUM_TE_VER,
-            "PublicatieDatum ligt meer dan 13 dagen in de toekomst",
-        )
+        return _PUBLICATIE_TE_VER
     refusal = refused.get(letter.bsn)
     if refusal is not None:
         return VerwerkingsCode.NIET_ACTIEF_OF_GEABONNEERD, refusal
+    if not (letter.personal or letter.general):
+        return _VERWERKT
     if sum(len(content) for _, _, content in letter.personal) > ctx.limits.personal_bytes:
         return (
             VerwerkingsCode.BIJLAGE_TE_GROOT,
@@ -324,24 +400,25 @@ def _judge(
                 problem = "is geen PDF/A: de XMP-metadata noemt geen pdfaid:part"
             if problem is not None:
                 return VerwerkingsCode.TECHNISCH_PROBLEEM, f"{soort} bijlage {volgorde} {problem}"
-    return VerwerkingsCode.VERWERKT, None
+    return _VERWERKT
 
 
 def _new_bericht(letter: _Letter, ctx: BatchContext, batch_id: str) -> NewBericht:
-    info, publicatie = letter.info, letter.publicatie
+    info, publicatie, received_at = letter.info, letter.publicatie, ctx.received_at
+    # Positional, in NewBericht's order: a keyword call per Bericht costs twice as much.
     return NewBericht(
-        bericht_id=letter.bericht_id,
-        batch_id=batch_id,
-        leverancier_oin=ctx.leverancier.oin,
-        bsn=letter.bsn,
-        bericht_type=letter.bericht_type,
-        onderwerp=info.get("Onderwerp", ""),
-        tekst=info.get("BerichtTekst"),
-        referentie=info.get("Referentie"),
-        eind_datum_handelingstermijn=_moment(info.get("EindDatumHandelingsTermijn")),
-        visible_from=max(publicatie, ctx.received_at) if publicatie else ctx.received_at,
-        received_at=ctx.received_at,
-        ebms_message_id=ctx.ebms_message_id,
+        letter.bericht_id,
+        batch_id,
+        ctx.leverancier.oin,
+        letter.bsn,
+        letter.bericht_type,
+        info.get("Onderwerp", ""),
+        info.get("BerichtTekst"),
+        info.get("Referentie"),
+        _moment(info.get("EindDatumHandelingsTermijn")),
+        max(publicatie, received_at) if publicatie else received_at,
+        received_at,
+        ctx.ebms_message_id,
     )
 
 
@@ -357,9 +434,10 @@ def _new_bijlagen(letter: _Letter, ctx: BatchContext) -> list[NewBijlage]:
 
 def verwerk(repositories: Repositories, batch: etree._Element, ctx: BatchContext) -> BatchResultaat:
     """Judge and store every Bericht of an XSD-valid batch; returns the code of each."""
-    info = _fields(_child(batch, f"{_B}BatchInformatie"), _B)
+    info = _fields(_child(batch, f"{_B}BatchInformatie"), _BATCH_INFO)
     batch_id = info.get("BatchID", "").lower()
     aanmaak = _moment(info.get("AanmaakDatum")) or ctx.received_at
+    aanmaak_te_ver = ctx.received_at - aanmaak > DATE_WINDOW
     # The ebMS layer has resolved every general attachment's cid. The base64 is checked here:
     # libxml2's base64Binary skips characters outside the alphabet, which XSD does not allow,
     # so such an Inhoud fails the schema and with it the whole batch, as the schema would.
@@ -381,10 +459,11 @@ def verwerk(repositories: Repositories, batch: etree._Element, ctx: BatchContext
     accepted: list[NewBericht] = []
     bijlagen: list[NewBijlage] = []
     for letter in letters:
-        code, reden = _judge(letter, ctx, aanmaak, refused, taken)
+        code, reden = _judge(letter, ctx, aanmaak_te_ver, refused, taken)
         if code is VerwerkingsCode.VERWERKT:
             accepted.append(_new_bericht(letter, ctx, batch_id))
-            bijlagen += _new_bijlagen(letter, ctx)
+            if letter.personal or letter.general:
+                bijlagen += _new_bijlagen(letter, ctx)
         results.append(BerichtResultaat(letter.bericht_id, letter.bericht_type, code, reden))
         # A BerichtID offered twice in one batch: the second is a repeat of the first.
         taken.add(letter.bericht_id)
@@ -398,22 +477,51 @@ def verwerk(repositories: Repositories, batch: etree._Element, ctx: BatchContext
     )
 
 
-def response_element(result: BatchResultaat) -> etree._Element:
-    """The BerichtVerwerkResponse: root and Bericht qualified, everything else unqualified."""
-    root = etree.Element(f"{_B}BerichtVerwerkResponse", nsmap={"bvs": BATCH, "br": RESULT})
-    info = etree.SubElement(root, "BatchInformatie")
-    etree.SubElement(info, "BerichtLeverancierCode").text = result.leverancier
-    etree.SubElement(info, "BatchID").text = result.batch_id
-    etree.SubElement(info, "TotaalAantalOntvangenBerichten").text = str(len(result.berichten))
-    for name, count in result.counters().items():
-        etree.SubElement(info, name).text = str(count)
-    etree.SubElement(info, "DatumOntvangen").text = utc_millis(result.received_at)
-    etree.SubElement(info, "DatumVerwerkt").text = utc_millis(result.processed_at)
-    berichten = etree.SubElement(root, "Berichten")
-    for bericht in result.berichten:
-        entry = etree.SubElement(berichten, f"{{{RESULT}}}Bericht")
-        etree.SubElement(entry, "BerichtID").text = bericht.bericht_id
-        etree.SubElement(entry, "BerichtType").text = bericht.bericht_type
-        etree.SubElement(entry, "VerwerkingsCode").text = bericht.code.value
-        etree.SubElement(entry, "Stadium").text = STADIUM.get(bericht.code, "StoreMessage")
-    return root
+def _escaped(text: str) -> str:
+    """Text content as libxml2 writes it: &, <, > and carriage returns escaped."""
+    if "&" in text or "<" in text or ">" in text or "\r" in text:
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        text = text.replace("\r", "&#13;")
+    return text
+
+
+# The rest of a Bericht's entry after its BerichtType, for each code.
+_ENTRY_END = {
+    code: f"</BerichtType><VerwerkingsCode>{code.value}</VerwerkingsCode>"
+    f"<Stadium>{STADIUM.get(code, 'StoreMessage')}</Stadium></br:Bericht>"
+    for code in VerwerkingsCode
+}
+_RESPONSE_START = (
+    f"<?xml version='1.0' encoding='utf-8'?>\n<bvs:BerichtVerwerkResponse xmlns:bvs=\"{BATCH}\""
+    f' xmlns:br="{RESULT}">'
+)
+
+
+def response_xml(result: BatchResultaat) -> bytes:
+    """The BerichtVerwerkResponse (root and Bericht qualified, everything else unqualified),
+    UTF-8 with an XML declaration: the bytes lxml wrote for the same tree, written directly,
+    since building a thousand-Bericht tree cost ten times as much as the text."""
+    counters = "".join(f"<{name}>{count}</{name}>" for name, count in result.counters().items())
+    parts = [
+        _RESPONSE_START,
+        "<BatchInformatie><BerichtLeverancierCode>",
+        _escaped(result.leverancier),
+        "</BerichtLeverancierCode><BatchID>",
+        _escaped(result.batch_id),
+        f"</BatchID><TotaalAantalOntvangenBerichten>{len(result.berichten)}"
+        f"</TotaalAantalOntvangenBerichten>{counters}"
+        f"<DatumOntvangen>{utc_millis(result.received_at)}</DatumOntvangen>"
+        f"<DatumVerwerkt>{utc_millis(result.processed_at)}</DatumVerwerkt></BatchInformatie>",
+    ]
+    if result.berichten:
+        parts.append("<Berichten>")
+        parts += [
+            f"<br:Bericht><BerichtID>{_escaped(b.bericht_id)}</BerichtID><BerichtType>"
+            f"{_escaped(b.bericht_type)}{_ENTRY_END[b.code]}"
+            for b in result.berichten
+        ]
+        parts.append("</Berichten>")
+    else:
+        parts.append("<Berichten/>")
+    parts.append("</bvs:BerichtVerwerkResponse>")
+    return "".join(parts).encode()

@@ -19,11 +19,18 @@ from adapter.berichtenbox.berichtverwerk import (
     VerwerkingsCode,
     batch_failure,
     general_references,
-    response_element,
+    response_xml,
     verwerk,
 )
 from adapter.config import Organisations
-from adapter.ebms.service import EbmsAction, EbmsAnswer, EbmsRequest, EbmsService, InvalidPayload
+from adapter.ebms.service import (
+    EbmsAction,
+    EbmsAnswer,
+    EbmsRequest,
+    EbmsService,
+    EncodedPayload,
+    InvalidPayload,
+)
 from adapter.errors import XmlRejected
 from adapter.soap.xml import parse_untrusted, text_of
 from adapter.store.repositories import Repositories
@@ -32,6 +39,9 @@ SERVICE_NAME = "BerichtVerwerk"  # the grant in organisations.toml
 BATCH_ACTION = "GLOBE-R-BV-Request"
 RESULT_ACTION = "GLOBE-R-BV-Result"
 BATCH_SCHEMA = "GLOBEBatchRequest.xsd"
+# The type the endpoint gives a payload it serialises from a tree (adapter.ebms.outbound's
+# XML_PAYLOAD): the response is written as text, but goes out as any XML answer does.
+RESPONSE_TYPE = "text/xml; charset=UTF-8"
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,7 @@ class BerichtVerwerkSettings:
 def _answer(result: BatchResultaat) -> EbmsAnswer:
     counters = ", ".join(f"{k}={v}" for k, v in result.counters().items() if v)
     return EbmsAnswer(
-        payload=response_element(result),
+        payload=EncodedPayload(RESPONSE_TYPE, response_xml(result)),
         outcome=result.outcome(),
         accepted=sum(1 for b in result.berichten if b.code is VerwerkingsCode.VERWERKT),
         summary=f"batch {result.batch_id}, {counters}",

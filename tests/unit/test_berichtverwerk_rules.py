@@ -120,7 +120,10 @@ def test_each_unsafe_attachment_refuses_only_its_own_bericht(database: Database)
     letters = [bericht(good, good_pdf), bericht(pdfa, pdfa_pdf)]
     letters += [bericht(i, build()) for i, (build, _) in zip(unsafe, UNSAFE.values(), strict=True)]
     codes = run(database, batch_xml(letters))
-    expected = {good: ("Verwerkt", None), pdfa: ("Verwerkt", None)}
+    expected: dict[str, tuple[str, str | None]] = {
+        good: ("Verwerkt", None),
+        pdfa: ("Verwerkt", None),
+    }
     for bericht_id, (_, problem) in zip(unsafe, UNSAFE.values(), strict=True):
         expected[bericht_id] = ("TechnischProbleem", f"persoonlijke bijlage 1 {problem}")
     assert codes == expected
@@ -231,6 +234,39 @@ def test_a_comment_inside_onderwerp_or_berichttekst_is_stored_as_the_whole_text(
         assert (row.onderwerp, row.tekst) == ("Uwbesluit", "AB")
 
 
+def test_comments_between_the_fields_leave_every_field_read_as_sent(
+    database: Database,
+) -> None:
+    # A record holding only what its schema requires is read by position; a comment among
+    # its children makes it one child longer, and its fields are then found by their tags.
+    bericht_id, plain_id = new_ids(2)
+    content = minimal_pdf(1_500)
+    payload = batch_xml(
+        [
+            {"BerichtID": bericht_id, "Onderwerp": "Met opmerking", "bijlagen": [(content, "a")]},
+            {"BerichtID": plain_id, "Onderwerp": "Zonder", "bijlagen": [(content, "b")]},
+        ]
+    )
+    payload = payload.replace(
+        b"<ber:Onderwerp>Met opmerking", b"<!-- x --><ber:Onderwerp>Met opmerking", 1
+    )
+    payload = payload.replace(b"<ber:BijlageType>", b"<!-- y --><ber:BijlageType>", 1)
+    assert run(database, payload) == {bericht_id: ("Verwerkt", None), plain_id: ("Verwerkt", None)}
+    digest = hashlib.sha256(content).hexdigest()
+    with database.transaction() as session:
+        for key, onderwerp, omschrijving in (
+            (bericht_id, "Met opmerking", "a"),
+            (plain_id, "Zonder", "b"),
+        ):
+            row = session.get(Bericht, key)
+            assert row is not None
+            assert (row.onderwerp, row.bsn, row.bericht_type) == (onderwerp, SUBSCRIBED, "BESLUIT")
+            (link,) = session.scalars(
+                select(BerichtBijlage).where(BerichtBijlage.bericht_id == key)
+            )
+            assert (link.volgorde, link.omschrijving, link.sha256) == (1, omschrijving, digest)
+
+
 def test_an_oversized_inline_bijlage_is_its_own_berichts_problem_not_the_batches(
     database: Database,
 ) -> None:
@@ -322,3 +358,71 @@ def test_an_inhoud_with_line_breaks_is_stored_as_the_content_it_encodes(
         )
         assert link.sha256 == hashlib.sha256(content).hexdigest()
     assert database.blobs is not None and database.blobs.get(link.sha256) == content
+
+
+# --- the response, written as text ---------------------------------------------------------------
+
+
+def test_the_response_is_schema_valid_and_counts_every_code() -> None:
+    now = datetime(2026, 12, 1, 17, 30, 0, 123000, tzinfo=UTC)
+    code = berichtverwerk.VerwerkingsCode
+    first, second, third, batch_id = new_ids(4)
+    result = berichtverwerk.BatchResultaat(
+        batch_id,
+        GEMEENTE,
+        now,
+        now + timedelta(seconds=1),
+        (
+            berichtverwerk.BerichtResultaat(first, "BESLUIT", code.VERWERKT),
+            berichtverwerk.BerichtResultaat(second, "BESLUIT", code.BERICHT_BESTAAT_AL),
+            berichtverwerk.BerichtResultaat(third, "X", code.NIET_ACTIEF_OF_GEABONNEERD, "reden"),
+        ),
+    )
+    root = parse_untrusted(berichtverwerk.response_xml(result))
+    SCHEMAS.validate(root, "GLOBEBatchResponse.xsd")
+    info = root.find("BatchInformatie")
+    assert info is not None
+    assert {child.tag: child.text for child in info} == {
+        "BerichtLeverancierCode": GEMEENTE,
+        "BatchID": batch_id,
+        "TotaalAantalOntvangenBerichten": "3",
+        "AantalBerichtenSuccesvolVerwerkt": "1",
+        "AantalBerichtenGeenActieveBoxOfGeabonneertOpLeverancier": "1",
+        "AantalBerichtenMetTechnischProbleem": "1",
+        "AantalBerichtenBerichtTypeNietCorrect": "0",
+        "AantalBerichtenPublicatieDatumNietCorrect": "0",
+        "AantalBerichtenAanmaakDatumNietCorrect": "0",
+        "DatumOntvangen": "2026-12-01T17:30:00.123Z",
+        "DatumVerwerkt": "2026-12-01T17:30:01.123Z",
+    }
+    entries = [
+        tuple(child.text for child in entry)
+        for entry in root.iterfind(f"Berichten/{{{berichtverwerk.RESULT}}}Bericht")
+    ]
+    assert entries == [
+        (first, "BESLUIT", "Verwerkt", "NA"),
+        (second, "BESLUIT", "BerichtBestaatAl", "StoreMessage"),
+        (third, "X", "NietActiefOfGeabonneerd", "ValidatieGebruiker"),
+    ]
+
+
+def test_the_response_carries_markup_characters_as_they_were_read() -> None:
+    # Written as text rather than built as a tree: what a refused batch echoes (its BatchID,
+    # a BerichtType) comes back as it went in, whatever markup characters it holds.
+    now = datetime.now(UTC)
+    result = berichtverwerk.BatchResultaat(
+        "batch & <1>",
+        "lev>",
+        now,
+        now,
+        (
+            berichtverwerk.BerichtResultaat(
+                "a&b<c>\r", "T&", berichtverwerk.VerwerkingsCode.VERWERKT
+            ),
+        ),
+    )
+    root = parse_untrusted(berichtverwerk.response_xml(result))
+    assert root.findtext("BatchInformatie/BatchID") == "batch & <1>"
+    assert root.findtext("BatchInformatie/BerichtLeverancierCode") == "lev>"
+    (entry,) = root.iterfind(f"Berichten/{{{berichtverwerk.RESULT}}}Bericht")
+    assert (entry.findtext("BerichtID"), entry.findtext("BerichtType")) == ("a&b<c>\r", "T&")

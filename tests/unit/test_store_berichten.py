@@ -70,6 +70,17 @@ def test_a_batch_is_stored_with_its_moments_in_utc_and_the_default_folder(
         repositories.berichten.add(letters, [])
     with database.transaction() as session:
         rows = list(session.scalars(select(Bericht).where(Bericht.bericht_id.in_(ids))))
+        # Compared in SQL with a bound moment: stored in the form SQLAlchemy binds (on SQLite
+        # its DATETIME text, which an ISO form with "T" and an offset would not equal).
+        found = session.scalars(
+            select(Bericht.bericht_id).where(
+                Bericht.bericht_id.in_(ids),
+                Bericht.received_at == received,
+                Bericht.visible_from <= received,
+                Bericht.eind_datum_handelingstermijn == eind,
+            )
+        )
+        assert sorted(found) == sorted(ids)
     assert sorted(r.bericht_id for r in rows) == sorted(ids)
     for row in rows:
         assert row.received_at == received and row.received_at.tzinfo == UTC
@@ -110,3 +121,15 @@ def test_a_bericht_id_stored_meanwhile_fails_the_transaction_as_a_store_conflict
     with pytest.raises(StoreConflict), database.repositories() as repositories:
         repositories.berichten.add([letter(i, now) for i in [*others, taken]], [])
     assert count(database, others) == 0 and count(database, [taken]) == 1
+
+
+def test_existing_ids_names_exactly_the_stored_ones_of_a_batch(database: Database) -> None:
+    now = datetime.now(UTC)
+    stored_ids = [str(uuid.uuid4()) for _ in range(3)]
+    new = [str(uuid.uuid4()) for _ in range(1_500)]  # more than one statement's usual parameters
+    with database.repositories() as repositories:
+        repositories.berichten.add([letter(i, now) for i in stored_ids], [])
+    with database.repositories() as repositories:
+        found = repositories.berichten.existing_ids([*new, *stored_ids, stored_ids[0]])
+        assert found == set(stored_ids)
+        assert repositories.berichten.existing_ids([]) == set()
