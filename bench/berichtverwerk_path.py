@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import os
 import pstats
 import sys
 import tempfile
@@ -41,16 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
-from adapter.config import load_config  # noqa: E402
 from adapter.transport.identity import CLIENT_CERT_KEY  # noqa: E402
-from adapter.wiring import build_app  # noqa: E402
-from bench._setup import GEMEENTE, _config_pki, build_pki, database  # noqa: E402
 from bench.berichtverwerk import Batches  # noqa: E402
-from bench.wus_path import WsgiApp, quiet_logging  # noqa: E402
-from tests.conftest import free_port, import_example_accounts, write_config  # noqa: E402
+from bench.wus_path import WsgiApp, worker_app  # noqa: E402
 
 Request = Any  # bench._setup.Request: path, headers, body, expect
 
@@ -122,55 +115,41 @@ def pyinstrument(operations: list[Callable[[], Answer]]) -> tuple[str, list[Answ
 
 
 def run(kind: str, directory: Path, args: argparse.Namespace) -> None:
-    files = build_pki(directory / "pki")
-    certificate_der = x509.load_pem_x509_certificate(
-        files.clients[GEMEENTE].certificate.read_bytes()
-    ).public_bytes(Encoding.DER)
     workload = Batches(args.berichten, args.attachments, args.personal == "distinct")
-    with database(kind, directory) as database_url:
-        config_file = write_config(
-            directory / "server", _config_pki(files), database_url, free_port()
+    with worker_app(kind, directory) as (app, certificate_der):
+
+        def prepared(n: int) -> list[Callable[[], Answer]]:
+            requests = [workload.batch()[0] for _ in range(n)]
+            return [
+                lambda r=r: call(app, r, certificate_der)  # type: ignore[misc]
+                for r in requests
+            ]
+
+        checked(workload, [operation() for operation in prepared(args.warmup)])
+        cpu, wall, answers = timed(prepared(args.batches))
+        checked(workload, answers)
+        per = args.berichten
+        print(
+            f"== {kind}, batches of {per} Berichten"
+            + (f" + attachments (personal {args.personal})" if args.attachments else "")
+            + f", {args.batches} batches, one thread"
         )
-        import_example_accounts(config_file, database_url)
-        config = load_config(config_file, {**os.environ, "DATABASE_URL": database_url})
-        quiet_logging(config)
-        app = build_app(config)
-        try:
-
-            def prepared(n: int) -> list[Callable[[], Answer]]:
-                requests = [workload.batch()[0] for _ in range(n)]
-                return [
-                    lambda r=r: call(app, r, certificate_der)  # type: ignore[misc]
-                    for r in requests
-                ]
-
-            checked(workload, [operation() for operation in prepared(args.warmup)])
-            cpu, wall, answers = timed(prepared(args.batches))
+        print(
+            f"  CPU {cpu:8.2f} ms/batch = {cpu / per * 1000:7.1f} us/Bericht"
+            f" ({per / cpu * 1000:7.0f} Berichten/s)"
+        )
+        print(
+            f"  wall {wall:7.2f} ms/batch = {wall / per * 1000:7.1f} us/Bericht"
+            f" ({per / wall * 1000:7.0f} Berichten/s)"
+        )
+        if args.profile:
+            operations = prepared(args.batches)
+            if args.profiler == "pyinstrument":
+                text, answers = pyinstrument(operations)
+            else:
+                text, answers = cprofile(operations, args.profile)
             checked(workload, answers)
-            per = args.berichten
-            print(
-                f"== {kind}, batches of {per} Berichten"
-                + (f" + attachments (personal {args.personal})" if args.attachments else "")
-                + f", {args.batches} batches, one thread"
-            )
-            print(
-                f"  CPU {cpu:8.2f} ms/batch = {cpu / per * 1000:7.1f} us/Bericht"
-                f" ({per / cpu * 1000:7.0f} Berichten/s)"
-            )
-            print(
-                f"  wall {wall:7.2f} ms/batch = {wall / per * 1000:7.1f} us/Bericht"
-                f" ({per / wall * 1000:7.0f} Berichten/s)"
-            )
-            if args.profile:
-                operations = prepared(args.batches)
-                if args.profiler == "pyinstrument":
-                    text, answers = pyinstrument(operations)
-                else:
-                    text, answers = cprofile(operations, args.profile)
-                checked(workload, answers)
-                print(text)
-        finally:
-            app.database.dispose()
+            print(text)
 
 
 def main(argv: list[str] | None = None) -> int:

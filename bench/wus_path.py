@@ -29,7 +29,8 @@ import pstats
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +109,14 @@ def profile(operation: Callable[[], None], requests: int, top: int) -> str:
     return out.getvalue()
 
 
-def run(kind: str, directory: Path, args: argparse.Namespace) -> None:
+@contextmanager
+def worker_app(kind: str, directory: Path) -> Iterator[tuple[Any, bytes]]:
+    """The app a worker of `dk-adapter serve` runs, on a new database of `kind`, and the DER of
+    the Gemeente's client certificate, as the front hands it over; disposed afterwards."""
     files = build_pki(directory / "pki")
     certificate_der = x509.load_pem_x509_certificate(
         files.clients[GEMEENTE].certificate.read_bytes()
     ).public_bytes(Encoding.DER)
-    body = aanvraag([BSN] * args.klanten, GEMEENTE)
     with database(kind, directory) as database_url:
         config_file = write_config(
             directory / "server", _config_pki(files), database_url, free_port()
@@ -123,29 +126,35 @@ def run(kind: str, directory: Path, args: argparse.Namespace) -> None:
         quiet_logging(config)
         app = build_app(config)
         try:
-
-            def adapter() -> None:
-                call(app, body, certificate_der, args.klanten)
-
-            def bare() -> None:
-                call(bare_lxml.app, body, certificate_der, args.klanten)
-
-            for _ in range(args.warmup):
-                adapter()
-                bare()
-            adapter_cpu, adapter_wall = per_request(adapter, args.requests)
-            bare_cpu, bare_wall = per_request(bare, args.requests)
-            print(f"== {kind}, {args.klanten} Klant(en), {args.requests} requests, one thread")
-            print(f"  adapter   CPU {adapter_cpu:7.3f} ms/request  wall {adapter_wall:7.3f} ms")
-            print(f"  bare lxml CPU {bare_cpu:7.3f} ms/request  wall {bare_wall:7.3f} ms")
-            print(
-                f"  bare / adapter: CPU {bare_cpu / adapter_cpu:.3f}x, "
-                f"wall {bare_wall / adapter_wall:.3f}x"
-            )
-            if args.profile:
-                print(profile(adapter, args.requests // 2, args.profile))
+            yield app, certificate_der
         finally:
             app.database.dispose()
+
+
+def run(kind: str, directory: Path, args: argparse.Namespace) -> None:
+    body = aanvraag([BSN] * args.klanten, GEMEENTE)
+    with worker_app(kind, directory) as (app, certificate_der):
+
+        def adapter() -> None:
+            call(app, body, certificate_der, args.klanten)
+
+        def bare() -> None:
+            call(bare_lxml.app, body, certificate_der, args.klanten)
+
+        for _ in range(args.warmup):
+            adapter()
+            bare()
+        adapter_cpu, adapter_wall = per_request(adapter, args.requests)
+        bare_cpu, bare_wall = per_request(bare, args.requests)
+        print(f"== {kind}, {args.klanten} Klant(en), {args.requests} requests, one thread")
+        print(f"  adapter   CPU {adapter_cpu:7.3f} ms/request  wall {adapter_wall:7.3f} ms")
+        print(f"  bare lxml CPU {bare_cpu:7.3f} ms/request  wall {bare_wall:7.3f} ms")
+        print(
+            f"  bare / adapter: CPU {bare_cpu / adapter_cpu:.3f}x, "
+            f"wall {bare_wall / adapter_wall:.3f}x"
+        )
+        if args.profile:
+            print(profile(adapter, args.requests // 2, args.profile))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -205,7 +205,7 @@ def test_a_fault_that_cannot_be_built_still_answers_a_bare_0051(
     def broken_sign(_receipt: object) -> None:
         raise RuntimeError("a defect while building the fault")
 
-    monkeypatch.setattr(endpoint.signer, "sign", broken_sign)  # type: ignore[attr-defined]
+    monkeypatch.setattr(endpoint.signer, "signed_xml", broken_sign)  # type: ignore[attr-defined]
     status, _, answer = call(app, der_of(pki.clients[GEMEENTE].certificate), b"<niet-soap/>")
     assert status.startswith("500")
     assert faultstring(answer) == "0051 Service niet beschikbaar"

@@ -138,53 +138,6 @@ def test_every_refusal_is_a_profile_neutral_xml_rejection(data: bytes) -> None:
 SMALL = XmlLimits(max_attributes=3, max_depth=3, max_elements=5, max_text_length=10)
 
 
-@pytest.mark.parametrize(
-    ("data", "reason"),
-    [
-        pytest.param(
-            b'<a x="1" y="2" z="3" w="4"/>',
-            "element a heeft 4 attributen en namespacedeclaraties; maximaal 3",
-            id="attributes",
-        ),
-        pytest.param(
-            b'<a xmlns="urn:a" xmlns:b="urn:b" xmlns:c="urn:c" x="1"/>',
-            "element a heeft 4 attributen en namespacedeclaraties; maximaal 3",
-            id="namespace-declarations-count-as-attributes",
-        ),
-        pytest.param(
-            b"<a><b><c><d/></c></b></a>", "element d is dieper genest dan 3 niveaus", id="depth"
-        ),
-        pytest.param(
-            b"<a><b/><b/><b/><b/><b/></a>",
-            "het bericht heeft meer dan 5 elementen en commentaren",
-            id="elements",
-        ),
-        pytest.param(
-            b"<a><!--1--><!--2--><!--3--><!--4--><!--5--></a>",
-            "het bericht heeft meer dan 5 elementen en commentaren",
-            id="comments",
-        ),
-        pytest.param(
-            b"<a>" + b"x" * 11 + b"</a>", "de tekst van a is langer dan 10 tekens", id="text"
-        ),
-        pytest.param(
-            b"<a><b/>" + b"x" * 11 + b"</a>",
-            "de tekst na b is langer dan 10 tekens",
-            id="text-after-a-child",
-        ),
-        pytest.param(
-            b'<a b="' + b"x" * 11 + b'"/>',
-            "een attribuut van a is langer dan 10 tekens",
-            id="attribute-value",
-        ),
-    ],
-)
-def test_each_limit_refuses_the_document_and_names_what_to_reduce(data: bytes, reason: str) -> None:
-    with pytest.raises(XmlTooComplex) as raised:
-        parse_untrusted(data, SMALL)
-    assert raised.value.reason == reason
-
-
 def test_a_text_longer_than_a_chunk_is_measured_whole() -> None:
     # The parser is fed 64 KiB at a time and reports a long text in pieces; they add up.
     limits = XmlLimits(max_text_length=100_000)
@@ -311,6 +264,11 @@ TOO_COMPLEX = [
         b'<a xmlns="urn:a" xmlns:b="urn:b"><b:b xmlns:c="urn:c" c:x="1" y="2" b:z="3"/></a>',
         "element b heeft 4 attributen en namespacedeclaraties; maximaal 3",
         id="namespace-declarations-count-on-their-own-element",
+    ),
+    pytest.param(
+        b'<a xmlns="urn:a" xmlns:b="urn:b" xmlns:c="urn:c" x="1"/>',
+        "element a heeft 4 attributen en namespacedeclaraties; maximaal 3",
+        id="namespace-declarations-count-as-attributes",
     ),
     pytest.param(
         b"<a><b><c><d/></c></b></a>", "element d is dieper genest dan 3 niveaus", id="depth"
