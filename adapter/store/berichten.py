@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Dialect, String, Table, any_, bindparam, func, insert, select
+from sqlalchemy import Dialect, String, Table, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -141,13 +141,14 @@ class _Stored:
     An IN of a thousand parameters cost PostgreSQL four times the CPU (15 against 4 ms
     measured for 1000 BerichtIDs), and SQLite's driver and SQLAlchemy's expansion of them
     three times (3.6 against 1.3 ms). PostgreSQL gets an array, SQLite a JSON array that
-    json_each reads.
+    json_each reads. Both as a set to join, not a filter: PostgreSQL planned `= ANY(array)`
+    of a thousand keys as a scan of the whole table (30-40 ms at 200,000 letters, growing with
+    the table), and `IN (SELECT unnest(array))` as one index lookup per key (5 ms).
     """
 
     def __init__(self, column: Any) -> None:
-        self.postgresql = select(column).where(
-            column == any_(bindparam("keys", type_=ARRAY(String)))
-        )
+        keys = func.unnest(bindparam("keys", type_=ARRAY(String)))
+        self.postgresql = select(column).where(column.in_(select(keys)))
         values = func.json_each(bindparam("keys", type_=String)).table_valued("value")
         self.sqlite = select(column).where(column.in_(select(values.c.value)))
 
