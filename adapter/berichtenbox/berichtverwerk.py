@@ -230,14 +230,13 @@ def _fields(parent: etree._Element, record: _Record) -> dict[str, str]:
     if len(parent) == record.required:
         for position, name in record.positions:
             child = parent[position]
-            # Without children (a comment is one) .text is the whole text.
-            fields[name] = (child.text or "") if len(child) == 0 else text_of(child) or ""
+            fields[name] = text_of(child) or ""
         return fields
     names = record.names
     for child in parent:
         local = names.get(child.tag)
         if local is not None:
-            fields[local] = (child.text or "") if len(child) == 0 else text_of(child) or ""
+            fields[local] = text_of(child) or ""
     return fields
 
 
@@ -337,11 +336,7 @@ def _cid(reference: str) -> str:
 
 def general_references(batch: etree._Element) -> set[str]:
     """Every content-id the batch's AlgemeneBijlagen refer to (the ebMS layer resolves them)."""
-    # .text is the whole text of an element without children; text_of joins the rest.
-    return {
-        _cid((r.text or "") if len(r) == 0 else text_of(r) or "")
-        for r in batch.iter(f"{_X}Referentie")
-    }
+    return {_cid(text_of(r) or "") for r in batch.iter(f"{_X}Referentie")}
 
 
 _VERWERKT = (VerwerkingsCode.VERWERKT, None)

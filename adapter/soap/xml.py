@@ -308,6 +308,8 @@ def text_of(element: etree._Element | None, *, nillable: bool = False) -> str | 
         return None
     if nillable and element.get(XSI_NIL) in ("true", "1"):
         return None
+    if len(element) == 0:  # one text node at most (a comment or PI would be a child)
+        return element.text or ""
     return "".join(element.itertext())
 
 

@@ -175,12 +175,8 @@ _HEAD = DriverStatement(
 _INSERT = DriverStatement(insert(_AUDIT_LOG), [column.key for column in _AUDIT_LOG.c])
 
 
-def lock_chain(session: Session) -> None:
-    """Become the chain's only writer until this transaction ends."""
-    _lock_chain(session.connection(), session.info)
-
-
 def _lock_chain(connection: Connection, info: dict[Any, Any]) -> None:
+    """Become the chain's only writer until this transaction ends."""
     if connection.dialect.name == "postgresql":
         _LOCK.rows(connection, {"key": AUDIT_LOCK_KEY})
         info[NOT_YET_DURABLE] = True
