@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from stdnum.nl import bsn as bsn_number
+from adapter.bsn import is_bsn
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,6 @@ class DevLogin:
 
     def finish(self, form: dict[str, str]) -> LoginResult:
         value = "".join(form.get("bsn", "").split())
-        if not (len(value) == 9 and value.isdigit() and bsn_number.is_valid(value)):
+        if not is_bsn(value):
             return LoginResult(None, "Vul een geldig burgerservicenummer in (9 cijfers).")
         return LoginResult(value)

@@ -12,8 +12,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from stdnum.nl import bsn as bsn_number
-
+from adapter.bsn import is_bsn
 from adapter.errors import ZaakRefused
 from adapter.store.models import Zaak, ZaakStatus
 from adapter.store.zaken import LockedZaak, ZaakFields, Zaken
@@ -59,7 +58,7 @@ class ZaakOverzicht:
 
 
 def check_bsn(bsn: str) -> None:
-    if len(bsn) != 9 or not bsn_number.is_valid(bsn):
+    if not is_bsn(bsn):
         raise ZaakRefused("LZ002", "het BSN van de initiator voldoet niet aan de elfproef")
 
 
