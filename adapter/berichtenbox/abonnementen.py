@@ -6,12 +6,13 @@ and answers one Abonnement per Klant, in request order (SPEC Part B/C).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Collection
 from dataclasses import dataclass
 
 from lxml import etree
-from stdnum.nl import bsn as bsn_number
 
+from adapter.bsn import is_bsn
 from adapter.config import Organisation, Organisations
 from adapter.errors import InvalidRequest
 from adapter.soap.wus import Call, Operation, WusService, message_detail
@@ -41,8 +42,11 @@ class Aanvraag:
 
 
 def _text(parent: etree._Element, tag: str) -> str | None:
+    # The first child of that tag, as `find` gives it, at half find's cost: ElementPath
+    # reads the path anew for each of 250 Klanten.
+    child = next(parent.iterchildren(tag), None)
     # The whole text: `12345<!---->6789` is the BSN 123456789, as the receipt's hash has it.
-    text = text_of(parent.find(tag), nillable=True)
+    text = text_of(child, nillable=True)
     return text.strip() if text is not None else None
 
 
@@ -72,8 +76,7 @@ def read_aanvraag(
     keys = []
     for position, klant in enumerate(klanten, start=1):
         key = _text(klant, f"{{{SHR}}}Key")
-        # The length first: stdnum turns the digits into an int, refused past 4300 digits.
-        if not key or len(key) != 9 or not bsn_number.is_valid(key):
+        if not key or not is_bsn(key):
             # Only the position: a full BSN does not belong in a fault that may be logged.
             raise InvalidRequest(f"Klant {position}: Key is geen geldig BSN (elfproef)")
         keys.append(key)
@@ -83,7 +86,7 @@ def read_aanvraag(
 def why_not_receiving(bsn: str, standing: AccountStanding | None) -> str:
     """Why an organisation may not send this BSN post (NietActiefOfGeabonneerd), in words a
     leverancier can act on; never the BSN itself, since receipts and logs carry the reason."""
-    if len(bsn) != 9 or not bsn_number.is_valid(bsn):
+    if not is_bsn(bsn):
         return "GebruikerID is geen geldig BSN (elfproef)"
     if standing is None:
         return "bij dit BSN bestaat geen Berichtenbox"
@@ -111,14 +114,21 @@ def answer(accounts: Accounts, aanvraag: Aanvraag, by_law: bool) -> etree._Eleme
         f"{{{SVC}}}ValidateAbonnementenResponse", nsmap={None: SVC, "t": TYP, "k": SHR}
     )
     result = etree.SubElement(response, f"{{{SVC}}}ValidateAbonnementenResult")
+    # One Abonnement made element by element, then copied per Klant: a namespaced
+    # SubElement looks its namespace up through its ancestors, and five per Klant cost three
+    # times the copies (1.7 against 0.5 ms for 250 Klanten). Made inside the response, so the
+    # copies use its namespace declarations and declare none of their own.
+    template = etree.SubElement(result, f"{{{TYP}}}Abonnement")
+    klant = etree.SubElement(template, f"{{{TYP}}}klant")
+    etree.SubElement(klant, f"{{{SHR}}}Key")
+    etree.SubElement(klant, f"{{{SHR}}}Rol").text = "Burger"
+    etree.SubElement(template, f"{{{TYP}}}isBerichtSturen")
+    result.remove(template)
     for key in aanvraag.keys:
-        abonnement = etree.SubElement(result, f"{{{TYP}}}Abonnement")
-        klant = etree.SubElement(abonnement, f"{{{TYP}}}klant")
-        etree.SubElement(klant, f"{{{SHR}}}Key").text = key
-        etree.SubElement(klant, f"{{{SHR}}}Rol").text = "Burger"
-        etree.SubElement(abonnement, f"{{{TYP}}}isBerichtSturen").text = (
-            "true" if allowed[key] else "false"
-        )
+        abonnement = copy.copy(template)
+        abonnement[0][0].text = key
+        abonnement[1].text = "true" if allowed[key] else "false"
+        result.append(abonnement)
     return response
 
 
