@@ -3,6 +3,8 @@ profile-neutral error (adapter.errors) that the WUS and ebMS profiles translate.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from lxml import etree
 
@@ -17,6 +19,7 @@ from adapter.errors import (
 from adapter.soap.xml import (
     DEFAULT_LIMITS,
     XmlLimits,
+    _OnePassTools,
     iterparse_untrusted,
     parse_trusted_file,
     parse_untrusted,
@@ -76,6 +79,25 @@ def test_our_own_files_parse_with_the_same_settings() -> None:
 def test_a_dtd_or_entity_is_refused_before_parsing(data: bytes) -> None:
     with pytest.raises(ForbiddenMarkup, match="DTD's en entiteiten"):
         parse_untrusted(data)
+
+
+@pytest.mark.parametrize("marks", [0, 1, 63, 64, 65, 1000])
+@pytest.mark.parametrize("markup", [b"<!DOCTYPE a>", b'<!ENTITY e "e">'])
+def test_a_dtd_or_entity_after_any_number_of_exclamation_marks_is_refused(
+    marks: int, markup: bytes
+) -> None:
+    # The byte scan looks at the first marks one by one and leaves the rest to one search.
+    comments = b"<!-- Let op! -->" * (marks // 2) + b"!" * (marks % 2)
+    with pytest.raises(ForbiddenMarkup, match="DTD's en entiteiten"):
+        parse_untrusted(b"<a>" + comments + b"</a>" + markup if marks else markup + b"<a/>")
+    with pytest.raises(ForbiddenMarkup, match="DTD's en entiteiten"):
+        parse_untrusted(b"<a>" + comments + markup + b"</a>")
+
+
+@pytest.mark.parametrize("marks", [0, 64, 1000])
+def test_exclamation_marks_and_comments_alone_are_no_forbidden_markup(marks: int) -> None:
+    text = b"<!-- !DOCTYPE <!DOCTYP <! ENTITY -->" + b"Let op! " * marks
+    assert parse_untrusted(b"<a>" + text + b"</a>").tag == "a"
 
 
 @pytest.mark.parametrize(
@@ -416,3 +438,42 @@ def test_a_chunk_full_of_elements_is_counted_like_one_byte_more_of_them(size: in
     with pytest.raises(XmlTooComplex) as raised:
         parse_untrusted(data, XmlLimits(max_elements=10_000))
     assert raised.value.reason == "het bericht heeft meer dan 10000 elementen en commentaren"
+
+
+# --- the one-pass path's sufficient checks ------------------------------------------------------
+
+# SMALL's structure limits with room for text, so no text needs measuring: the documents below
+# take the checks on the finished tree, and only those that may pass a limit the exact replay.
+STRUCTURE = XmlLimits(max_attributes=3, max_depth=3, max_elements=5)
+
+
+@pytest.mark.parametrize(
+    ("data", "within", "refused"),
+    [
+        pytest.param(
+            b'<a x="1" y="2" z="3"><b><c/></b><b/><!--c--></a>', True, False, id="at-limits"
+        ),
+        pytest.param(b"<a><b><c><d/></c></b></a>", False, True, id="too-deep"),
+        pytest.param(b"<a><b/><b/><b/><b/><b/></a>", False, True, id="too-many-elements"),
+        pytest.param(b"<!--1--><!--2--><a/><!--3--><!--4--><!--5-->", False, True, id="comments"),
+        pytest.param(b'<a w="1" x="1" y="2" z="3"/>', False, True, id="too-many-attributes"),
+        pytest.param(b'<a xmlns="u" xmlns:p="v" x="1" y="2"/>', False, True, id="declarations"),
+        pytest.param(b"<a><?p?></a>", False, True, id="instruction"),
+        pytest.param(b"<a>====</a>", True, False, id="equals-signs-in-text"),
+        pytest.param(b"<a>==== xmlns xmlns xmlns xmlns</a>", False, False, id="bound-gives-up"),
+    ],
+)
+def test_the_checks_on_the_tree_pass_only_documents_within_the_limits(
+    data: bytes, within: bool, refused: bool
+) -> None:
+    tools = _OnePassTools(STRUCTURE)
+    assert tools.within(data, etree.fromstring(data, tools.parser)) is within
+    with contextlib.nullcontext() if not refused else pytest.raises(XmlRejected):
+        parse_untrusted(data, STRUCTURE)
+
+
+def test_a_document_the_checks_cannot_pass_is_accepted_when_it_is_within_the_limits() -> None:
+    # The bound on attributes gives up (more `xmlns` in the text than attributes allowed);
+    # the exact check on the parser's events then finds every element within the limits.
+    data = b"<a><b>" + b"xmlns=" * 10 + b"</b></a>"
+    assert parse_untrusted(data, STRUCTURE).findtext("b") == "xmlns=" * 10
