@@ -371,6 +371,24 @@ def test_ebms_layer_problems_get_a_message_error_and_nothing_is_stored(
     assert server.count("receipts", "outcome = 'Geweigerd'") == refusals + 1
 
 
+@pytest.mark.parametrize(
+    ("soap_edit", "package_edit", "hashed"),
+    [
+        (None, _bad_boundary, "the-message"),  # refused before its SOAP part is read
+        ((cpa_id(GEMEENTE).encode(), b"ONBEKENDE-CPA"), None, "its-body"),
+    ],
+    ids=["mime-problem", "unknown-cpa"],
+)
+def test_a_refusal_receipt_hashes_the_whole_message_until_its_body_is_read(
+    server: Server, pki: Pki, soap_edit: tuple[bytes, bytes] | None, package_edit: Any, hashed: str
+) -> None:
+    sent = send(server, pki, batch_xml([{}]), soap_edit=soap_edit, package_edit=package_edit)
+    assert sent.document is not None
+    receipt = verify(sent.document, pki.root).receipt
+    whole = base64.b64encode(hashlib.sha256(sent.request_body).digest()).decode()
+    assert (receipt.body_hash == whole) is (hashed == "the-message")
+
+
 # --- duplicate elimination ----------------------------------------------------------------------
 
 

@@ -318,12 +318,9 @@ class WusEndpoint:
         def attempt() -> bytes:
             with self.database.repositories() as repositories:
                 if claim is not None:
-                    earlier = repositories.wus_messages.claim(
+                    earlier = repositories.wus_messages.earlier(
                         claim.sender_oin,
                         claim.message_id,
-                        claim.service,
-                        claim.body_hash,
-                        claim.received_at,
                         claim.seen_since(self.settings.replay_window),
                     )
                     if earlier is not None:  # a repeat: nothing new is processed or stored
@@ -345,9 +342,16 @@ class WusEndpoint:
                 answer = self._answer(
                     envelope_tree(payload, headers), progress, self._in_header(party, signed)
                 )
-                if claim is not None:
-                    repositories.wus_messages.record_answer(
-                        claim.sender_oin, claim.message_id, receipt.receipt_id, answer
+                if claim is not None:  # the MessageID is claimed last, with the answer
+                    repositories.wus_messages.record(
+                        claim.sender_oin,
+                        claim.message_id,
+                        claim.service,
+                        claim.body_hash,
+                        claim.received_at,
+                        claim.seen_since(self.settings.replay_window),
+                        receipt.receipt_id,
+                        answer,
                     )
                 repositories.receipts.save(receipt, signed)
             return answer

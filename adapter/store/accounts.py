@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, TextIO
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Engine,
     Select,
     String,
     any_,
@@ -181,15 +180,18 @@ _STANDING = {
 
 
 def standing(
-    session: Session | Connection, bsns: Iterable[str], oin: str
+    session: Session | Connection, bsns: Iterable[str], oin: str, begin: bool = True
 ) -> dict[str, AccountStanding]:
-    """Per BSN that has an account: is it active, and has it opted in for `oin`?"""
+    """Per BSN that has an account: is it active, and has it opted in for `oin`?
+
+    `begin=False`: on a connection whose transaction has not begun, read without beginning it
+    (see `Accounts`)."""
     # A session's connection: the statement is Core, which a session runs without flushing.
     connection = session if isinstance(session, Connection) else session.connection()
     name = connection.dialect.name
     wanted = list(set(bsns))
     asked = wanted if name == "postgresql" else json.dumps(wanted)
-    rows = _STANDING[name].rows(connection, {"bsns": asked, "oin": oin})
+    rows = _STANDING[name].rows(connection, {"bsns": asked, "oin": oin}, begin=begin)
     return {bsn: AccountStanding(active, opted_in is not None) for bsn, active, opted_in in rows}
 
 
@@ -210,16 +212,16 @@ def _receiving(
 class Accounts:
     """The accounts repository of one transaction.
 
-    With `lookups` (SQLite), `may_receive` and `standing` read outside the transaction, on a
-    connection that takes no lock: an SQLite transaction holds the database's one write lock
-    from its first statement, and a ValidateAbonnementen request would hold it from this
-    lookup to its receipt, through the answer's building and signing, while every other
-    writer waits. They see the latest committed rows, as each statement on PostgreSQL does.
+    On SQLite, `may_receive` and `standing` read before the transaction has begun without
+    beginning it, on its connection in autocommit: an SQLite transaction holds the database's
+    one write lock from its first statement, and a ValidateAbonnementen request would hold it
+    from this lookup to its receipt, through the answer's building and signing, while every
+    other writer waits. They then see the latest committed rows, as each statement on
+    PostgreSQL does; once the transaction has begun, they read in it.
     """
 
-    def __init__(self, session: Session | Transaction, lookups: Engine | None = None) -> None:
+    def __init__(self, session: Session | Transaction) -> None:
         self._unit = session
-        self._lookups = lookups
 
     @property
     def session(self) -> Session:
@@ -231,12 +233,11 @@ class Accounts:
         return _receiving(wanted, self.standing(wanted, oin), by_law)
 
     def standing(self, bsns: Iterable[str], oin: str) -> dict[str, AccountStanding]:
-        if self._lookups is None:
-            unit = self._unit
-            # A transaction's connection: the lookup needs no session (Transaction).
-            return standing(unit if isinstance(unit, Session) else unit.connection, bsns, oin)
-        with self._lookups.connect() as connection:
-            return standing(connection, bsns, oin)
+        unit = self._unit
+        if isinstance(unit, Session):
+            return standing(unit, bsns, oin)
+        # A transaction's connection: the lookup needs no session (Transaction).
+        return standing(unit.connection, bsns, oin, begin=unit.connection.dialect.name != "sqlite")
 
     def upsert(self, rows: Sequence[AccountRow], now: datetime | None = None) -> None:
         upsert_accounts(self.session, rows, now)

@@ -45,7 +45,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
 
-from sqlalchemy import Connection, exists, func, insert, select, text
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Table,
+    bindparam,
+    cast,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from adapter.store.engine import DriverStatement, driver_errors
@@ -184,6 +196,36 @@ def _lock_chain(connection: Connection, info: dict[Any, Any]) -> None:
     # (append flushes first), so it holds the database's only write lock already.
 
 
+class InsertTakingChainLock:
+    """An INSERT of every column of `table` that also makes its transaction the chain's
+    writer: on PostgreSQL in the same statement (a data-modifying WITH beside the lock), one
+    round trip fewer for each receipt; then `append_on(..., locked=True)`. The row itself
+    needs no lock, it rides along; on SQLite the transaction holds the write lock already.
+    """
+
+    def __init__(self, table: Table) -> None:
+        self._insert = DriverStatement(insert(table), [column.key for column in table.c])
+        written = (
+            insert(table)
+            .values({column.key: bindparam(column.key, type_=column.type) for column in table.c})
+            .cte("written")
+        )
+        self._insert_and_lock = DriverStatement(
+            select(
+                func.pg_advisory_xact_lock(cast(bindparam("key"), BigInteger)),
+                func.set_config("synchronous_commit", "off", true()),
+            ).add_cte(written)
+        )
+
+    def execute(self, connection: Connection, info: dict[Any, Any], row: Mapping[str, Any]) -> None:
+        """Insert `row`, holding the chain's lock afterwards (`info`: as for `append_on`)."""
+        if connection.dialect.name != "postgresql":
+            self._insert.execute(connection, row)
+            return
+        self._insert_and_lock.rows(connection, {**row, "key": AUDIT_LOCK_KEY})
+        info[NOT_YET_DURABLE] = True
+
+
 def wait_until_durable(connection: Connection) -> None:
     """PostgreSQL: return once everything committed on `connection` so far is on disk.
 
@@ -216,10 +258,13 @@ def append_on(
     info: dict[Any, Any],
     record: Record,
     now: datetime | None = None,
+    locked: bool = False,
 ) -> dict[str, Any]:
     """`append` on the transaction's connection, whose session has nothing left to flush;
-    `info` is the session's, where the commit learns that it must wait for the disk."""
-    _lock_chain(connection, info)
+    `info` is the session's, where the commit learns that it must wait for the disk.
+    `locked`: the transaction holds the chain's lock already (`InsertTakingChainLock`)."""
+    if not locked:
+        _lock_chain(connection, info)
     head = _HEAD.rows(connection)
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     if not head:

@@ -11,9 +11,9 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Dialect, String, Table, bindparam, func, insert, select
+from sqlalchemy import Connection, Dialect, String, Table, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -21,7 +21,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter.store.blobs import BlobStore
+from adapter.store.engine import DriverStatement
 from adapter.store.models import Bericht, BerichtBijlage, Bijlage, table_of
+
+if TYPE_CHECKING:
+    from adapter.store.repositories import Transaction
 
 
 class NewBericht(NamedTuple):
@@ -56,6 +60,12 @@ class NewBijlage(NamedTuple):
 _MISSING = object()
 
 
+def _bind_processor(table: Table, name: str, dialect: Dialect) -> Any:
+    # The dialect's own type: SQLite's DATETIME writes its text form, which a generic DateTime
+    # leaves to the driver (an ISO form that compares differently in SQL).
+    return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+
+
 def _bound_columns(
     table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], dialect: Dialect
 ) -> list[Sequence[Any]]:
@@ -68,9 +78,7 @@ def _bound_columns(
     """
     columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
     for index, name in enumerate(names):
-        # The dialect's own type: SQLite's DATETIME writes its text form, which a generic
-        # DateTime leaves to the driver (an ISO form that compares differently in SQL).
-        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        process = _bind_processor(table, name, dialect)
         if process is None:
             continue
         memo: dict[Any, Any] = {}
@@ -109,14 +117,21 @@ def insert_many(
         for column in table.columns
         if column.name not in names and column.default is not None and column.default.is_scalar
     }
-    columns = _bound_columns(table, names, rows, dialect)
-    columns += [[value] * len(rows) for value in defaults.values()]
-    values = list(zip(*columns, strict=True))
+    values: Sequence[Sequence[Any]]
+    if any(_bind_processor(table, name, dialect) is not None for name in names):
+        columns = _bound_columns(table, names, rows, dialect)
+        columns += [[value] * len(rows) for value in defaults.values()]
+        values = list(zip(*columns, strict=True))
+    elif defaults:
+        added = tuple(defaults.values())
+        values = [(*row, *added) for row in rows]
+    else:
+        values = rows  # nothing to convert or add (bericht_bijlagen): the rows as they are
     quote = dialect.identifier_preparer.quote
     listed = ", ".join(quote(name) for name in [*names, *defaults])
     driver: Any = session.connection().connection.driver_connection
     if dialect.name == "sqlite":
-        marks = ", ".join("?" * len(columns))  # the sqlite3 module's paramstyle
+        marks = ", ".join("?" * (len(names) + len(defaults)))  # the sqlite3 paramstyle
         # Names from the table's metadata, values bound: nothing of a request is in the text.
         statement = f"INSERT INTO {quote(table.name)} ({listed}) VALUES ({marks})"  # noqa: S608
         try:
@@ -148,58 +163,97 @@ class _Stored:
 
     def __init__(self, column: Any) -> None:
         keys = func.unnest(bindparam("keys", type_=ARRAY(String)))
-        self.postgresql = select(column).where(column.in_(select(keys)))
+        self.postgresql = DriverStatement(select(column).where(column.in_(select(keys))))
         values = func.json_each(bindparam("keys", type_=String)).table_valued("value")
-        self.sqlite = select(column).where(column.in_(select(values.c.value)))
+        self.sqlite = DriverStatement(select(column).where(column.in_(select(values.c.value))))
 
-    def __call__(self, session: Session, keys: Iterable[str]) -> set[str]:
+    def __call__(self, connection: Connection, keys: Iterable[str]) -> set[str]:
         wanted = list(set(keys))
         if not wanted:
             return set()
-        if session.get_bind().dialect.name == "postgresql":
-            return set(session.scalars(self.postgresql, {"keys": wanted}))
-        return set(session.scalars(self.sqlite, {"keys": json.dumps(wanted)}))
+        if connection.dialect.name == "postgresql":
+            return {row[0] for row in self.postgresql.rows(connection, {"keys": wanted})}
+        # SQLite: before the transaction has begun, read without beginning it (Berichten).
+        found = self.sqlite.rows(connection, {"keys": json.dumps(wanted)}, begin=False)
+        return {row[0] for row in found}
 
 
-_STORED_BERICHT_IDS = _Stored(Bericht.bericht_id)
-_STORED_DIGESTS = _Stored(Bijlage.sha256)
+_STORED_BERICHT_IDS = _Stored(table_of(Bericht).c.bericht_id)
+_STORED_DIGESTS = _Stored(table_of(Bijlage).c.sha256)
+
+
+class _Contents(NamedTuple):
+    """A batch's distinct attachment contents, on disk, and which of them have a row."""
+
+    digests: dict[bytes, str]  # content -> its SHA-256
+    pdfa: dict[str, str | None]  # digest -> its declared PDF/A
+    sizes: dict[str, int]  # digest -> bytes
+    known: set[str]  # digests with a `bijlagen` row already
 
 
 class Berichten:
-    def __init__(self, session: Session, blobs: BlobStore) -> None:
-        self.session = session
+    """The letters repository of one transaction.
+
+    On SQLite a transaction holds the database's one write lock from its first statement to
+    its commit, so what needs no lock comes first and reads without it: the look-up of
+    stored BerichtIDs, the attachments' files (written and fsynced) and the look-up of their
+    digests. The lock then covers the inserts, not the judging of a thousand letters and the
+    fsync of their files, which other batches would otherwise have waited for.
+    """
+
+    def __init__(self, unit: Session | Transaction, blobs: BlobStore) -> None:
+        self._unit = unit
         self.blobs = blobs
+
+    @property
+    def session(self) -> Session:
+        unit = self._unit
+        return unit if isinstance(unit, Session) else unit.session
+
+    @property
+    def _connection(self) -> Connection:
+        unit = self._unit
+        return unit.connection() if isinstance(unit, Session) else unit.connection
 
     def existing_ids(self, bericht_ids: Iterable[str]) -> set[str]:
         """Those of these BerichtIDs that are stored already (one query for a whole batch)."""
-        return _STORED_BERICHT_IDS(self.session, bericht_ids)
+        return _STORED_BERICHT_IDS(self._connection, bericht_ids)
 
     def add(self, berichten: Sequence[NewBericht], bijlagen: Sequence[NewBijlage]) -> None:
         """Store accepted letters and their attachments (contents first, fsynced)."""
         if not berichten:
             return
+        contents = self._store_contents(bijlagen) if bijlagen else None
         # Every column but `folder`, whose default ("postvak") the insert fills in.
         insert_many(self.session, table_of(Bericht), NewBericht._fields, berichten)
-        if bijlagen:
-            self._add_bijlagen(bijlagen, berichten[0].received_at)
+        if contents is not None:
+            self._add_bijlagen(bijlagen, contents, berichten[0].received_at)
 
-    def _add_bijlagen(self, bijlagen: Sequence[NewBijlage], now: datetime) -> None:
-        """Each distinct content written and hashed once, its row inserted once, then the links.
-
-        A batch shares its general attachment among all its letters, and concurrent batches
-        may store the same PDF first at the same moment: ON CONFLICT DO NOTHING lets both
-        succeed.
-        """
-        digests: dict[bytes, str] = {}
+    def _store_contents(self, bijlagen: Sequence[NewBijlage]) -> _Contents:
+        """Each distinct content written and hashed once; which of them have a row."""
+        distinct: dict[bytes, str | None] = {}  # content -> its declared PDF/A
+        for bijlage in bijlagen:
+            if bijlage.content not in distinct:
+                distinct[bijlage.content] = bijlage.pdfa
+        # Written and fsynced before the transaction that refers to them commits.
+        digests = dict(zip(distinct, self.blobs.put_many(list(distinct)), strict=True))
         pdfa: dict[str, str | None] = {}
         sizes: dict[str, int] = {}
-        for bijlage in bijlagen:
-            if bijlage.content not in digests:
-                # Written and fsynced before the transaction that refers to it commits.
-                digest = digests[bijlage.content] = self.blobs.put(bijlage.content)
-                pdfa[digest], sizes[digest] = bijlage.pdfa, len(bijlage.content)
-        known = _STORED_DIGESTS(self.session, sizes)
-        new = [digest for digest in sizes if digest not in known]
+        for content, digest in digests.items():
+            pdfa[digest], sizes[digest] = distinct[content], len(content)
+        return _Contents(digests, pdfa, sizes, _STORED_DIGESTS(self._connection, sizes))
+
+    def _add_bijlagen(
+        self, bijlagen: Sequence[NewBijlage], contents: _Contents, now: datetime
+    ) -> None:
+        """A row for each content that has none yet, then the links.
+
+        A batch shares its general attachment among all its letters, and concurrent batches
+        may store the same PDF first at the same moment (or after it was looked up): ON
+        CONFLICT DO NOTHING lets both succeed.
+        """
+        digests, sizes = contents.digests, contents.sizes
+        new = [digest for digest in sizes if digest not in contents.known]
         if new:
             dialect = self.session.get_bind().dialect.name
             upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
@@ -208,7 +262,7 @@ class Berichten:
                     "sha256": digest,
                     "size": sizes[digest],
                     "media_type": "application/pdf",
-                    "pdfa": pdfa[digest],
+                    "pdfa": contents.pdfa[digest],
                     "stored_at": now,
                 }
                 for digest in new

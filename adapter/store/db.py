@@ -49,8 +49,8 @@ class Database:
         self.blobs = blobs  # attachment contents, for the repositories that store them
         self.engine = create_database_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite file: reads outside the write lock (adapter.store.accounts.Accounts, reading).
-        self._lookups = create_reading_engine(url) if is_database_file(url) else None
+        # SQLite file: the pollers' reads outside the write lock (`reading`).
+        self._reader = create_reading_engine(url) if is_database_file(url) else None
 
     def create_schema(self) -> None:
         """Migrate the database to the newest Alembic revision (see adapter.store.migrate).
@@ -80,7 +80,7 @@ class Database:
     def repositories(self) -> Iterator[Repositories]:
         """One transaction, seen through the repositories the profiles and business use."""
         with self._transaction() as transaction:
-            yield Repositories(transaction, self.blobs, self._lookups)
+            yield Repositories(transaction, self.blobs)
 
     @contextmanager
     def _transaction(self) -> Iterator[Transaction]:
@@ -98,16 +98,17 @@ class Database:
     def reading(self) -> Iterator[Repositories]:
         """Repositories for reads only: what the block writes is rolled back.
 
-        For pollers that mostly find nothing to do. On an SQLite file they read without the
-        write lock that every transaction here takes, each statement seeing the latest commit,
-        so a poll never queues a request's write behind it; elsewhere it is a transaction like
-        any other (PostgreSQL's reads block no writer).
+        For reads that mostly find nothing to write: the pollers, the duplicate check of every
+        received ebMS message. On an SQLite file they read without the write lock that every
+        transaction here takes, each statement seeing the latest commit, so such a read never
+        queues a request's write behind it; elsewhere it is a transaction like any other
+        (PostgreSQL's reads block no writer).
         """
-        engine = self._lookups if self._lookups is not None else self.engine
+        engine = self._reader if self._reader is not None else self.engine
         with store_errors(), engine.connect() as connection:  # closing it rolls back
             transaction = Transaction(connection, self._sessions)
             try:
-                yield Repositories(transaction, self.blobs, self._lookups)
+                yield Repositories(transaction, self.blobs)
             finally:
                 transaction.close()
 
@@ -118,8 +119,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self._lookups is not None:
-            self._lookups.dispose()
+        if self._reader is not None:
+            self._reader.dispose()
 
 
 @contextmanager

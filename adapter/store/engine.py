@@ -325,10 +325,17 @@ class DriverStatement:
         return _Compiled(compiled.string, names, defaults, tuple(binds), results)
 
     def rows(
-        self, connection: Connection, parameters: Mapping[str, Any] | None = None
+        self,
+        connection: Connection,
+        parameters: Mapping[str, Any] | None = None,
+        begin: bool = True,
     ) -> list[tuple[Any, ...]]:
-        """The statement's result rows (converted as SQLAlchemy converts them)."""
-        rows, _ = self._run(connection, parameters, fetch=True)
+        """The statement's result rows (converted as SQLAlchemy converts them).
+
+        `begin=False`: a read that does not begin the connection's transaction when none has
+        begun; it runs in the driver's autocommit (on SQLite, without the write lock).
+        """
+        rows, _ = self._run(connection, parameters, fetch=True, begin=begin)
         return rows
 
     def execute(self, connection: Connection, parameters: Mapping[str, Any] | None = None) -> int:
@@ -336,7 +343,11 @@ class DriverStatement:
         return self._run(connection, parameters, fetch=False)[1]
 
     def _run(
-        self, connection: Connection, parameters: Mapping[str, Any] | None, fetch: bool
+        self,
+        connection: Connection,
+        parameters: Mapping[str, Any] | None,
+        fetch: bool,
+        begin: bool = True,
     ) -> tuple[list[tuple[Any, ...]], int]:
         dialect = connection.dialect
         compiled = self._compiled.get(type(dialect))
@@ -348,7 +359,8 @@ class DriverStatement:
         bound: Any = values if compiled.names is None else [values[n] for n in compiled.names]
         transaction = connection.get_transaction()
         if transaction is None:
-            connection.begin()
+            if begin:
+                connection.begin()
         elif not transaction.is_active:  # as Connection.execute refuses it
             raise PendingRollbackError(
                 "Can't reconnect until invalid transaction is rolled back.  Please rollback() "

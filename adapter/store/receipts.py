@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from adapter.receipts import Receipt
 from adapter.store import audit
-from adapter.store.engine import DriverStatement
 from adapter.store.models import ReceiptOutcome, StoredReceipt, table_of
 
 if TYPE_CHECKING:
     from adapter.store.repositories import Transaction
 
 # One INSERT per receipt, without the ORM's unit of work, run on the driver (every column is
-# given; see adapter.store.engine.DriverStatement).
-_RECEIPTS = table_of(StoredReceipt)
-_INSERT = DriverStatement(insert(_RECEIPTS), [column.key for column in _RECEIPTS.c])
+# given; see adapter.store.engine.DriverStatement), taking the audit chain's lock with it.
+_INSERT = audit.InsertTakingChainLock(table_of(StoredReceipt))
 
 
 def save_receipt(session: Session | Transaction, receipt: Receipt, signed: bytes) -> None:
@@ -45,10 +42,10 @@ def save_receipt(session: Session | Transaction, receipt: Receipt, signed: bytes
         "xml": signed.decode("utf-8"),
     }
     record = audit.Record.of(row)  # hashed before the lock is taken
-    connection = session.connection() if isinstance(session, Session) else session.connection
-    _INSERT.execute(connection, row)
     session.flush()  # the caller's rows are written before the chain's lock, not under it
-    audit.append_on(connection, session.info, record)
+    connection = session.connection() if isinstance(session, Session) else session.connection
+    _INSERT.execute(connection, session.info, row)
+    audit.append_on(connection, session.info, record, locked=True)
 
 
 class Receipts:

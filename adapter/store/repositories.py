@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from adapter.store.accounts import Accounts
@@ -75,11 +75,9 @@ class Repositories:
         self,
         transaction: Transaction,
         blobs: BlobStore | None = None,
-        lookups: Engine | None = None,
     ) -> None:
         self._transaction = transaction
         self._blobs = blobs
-        self._lookups = lookups  # SQLite: reads that need no lock (see Accounts)
 
     @property
     def _session(self) -> Session:
@@ -87,7 +85,7 @@ class Repositories:
 
     @cached_property
     def accounts(self) -> Accounts:
-        return Accounts(self._transaction, self._lookups)
+        return Accounts(self._transaction)
 
     @cached_property
     def receipts(self) -> Receipts:
@@ -104,7 +102,7 @@ class Repositories:
     @cached_property
     def wus_messages(self) -> WusMessages:
         """WS-A MessageIDs used on the WUS services: replay protection."""
-        return WusMessages(self._session)
+        return WusMessages(self._transaction)
 
     @cached_property
     def outbox(self) -> Outbox:
@@ -119,4 +117,4 @@ class Repositories:
     def berichten(self) -> Berichten:
         if self._blobs is None:
             raise RuntimeError("this database handle was opened without a blob store")
-        return Berichten(self._session, self._blobs)
+        return Berichten(self._transaction, self._blobs)

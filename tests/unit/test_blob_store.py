@@ -46,6 +46,34 @@ def test_the_same_content_is_stored_once_and_no_temporary_file_stays(tmp_path: P
     assert [f.name for f in files] == [hashlib.sha256(b"twee keer").hexdigest()]
 
 
+def test_put_many_stores_each_distinct_content_once_and_answers_in_order(
+    tmp_path: Path,
+) -> None:
+    store = LocalBlobStore(tmp_path)
+    before = store.put(b"al opgeslagen")
+    contents = [b"een", b"twee", b"een", b"al opgeslagen", b""]
+    digests = store.put_many(contents)
+    assert digests == [hashlib.sha256(c).hexdigest() for c in contents]
+    assert digests[3] == before
+    assert [store.get(d) for d in digests] == contents
+    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert files == sorted({hashlib.sha256(c).hexdigest() for c in contents})
+    assert store.put_many([]) == []
+
+
+def test_a_failed_put_many_leaves_no_temporary_file(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    # The second content's directory is one nobody may create files in (/proc), so its write
+    # fails while the first content's is written beside it.
+    unwritable = store.path(hashlib.sha256(b"tweede").hexdigest()).parent
+    unwritable.parent.mkdir(parents=True)
+    unwritable.symlink_to("/proc")
+    with pytest.raises(OSError):
+        store.put_many([b"eerste", b"tweede", b"derde"])
+    assert not [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+    assert store.put_many([b"eerste"]) == [hashlib.sha256(b"eerste").hexdigest()]
+
+
 def test_a_missing_blob_is_blob_missing_which_is_a_file_not_found(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path)
     with pytest.raises(BlobMissing):

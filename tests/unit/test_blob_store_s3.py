@@ -64,6 +64,16 @@ def test_the_same_content_twice_is_one_object(endpoint: S3Endpoint, store: S3Blo
     assert len(objects(endpoint, store)) == 1
 
 
+def test_put_many_puts_each_distinct_content_once_and_answers_in_order(
+    endpoint: S3Endpoint, store: S3BlobStore
+) -> None:
+    contents = [b"een", b"twee", b"een"]
+    digests = store.put_many(contents)
+    assert digests == [hashlib.sha256(c).hexdigest() for c in contents]
+    assert sorted(objects(endpoint, store)) == sorted({store.key(d) for d in digests})
+    assert [store.get(d) for d in digests] == contents
+
+
 def test_a_missing_object_is_blob_missing(store: S3BlobStore) -> None:
     with pytest.raises(BlobMissing):
         store.get("0" * 64)

@@ -23,6 +23,7 @@ from adapter.soap.replay import DEFAULT_WINDOW, Claim, answer_to_repeat, claim_f
 from adapter.store import migrate
 from adapter.store.db import Database
 from adapter.store.engine import is_sqlite
+from adapter.store.repositories import Repositories
 from adapter.store.wus_messages import EarlierRequest
 from tests.conftest import CONF, postgres_schema
 
@@ -146,22 +147,27 @@ def database(database_url: str) -> Iterator[Database]:
 def claim(database: Database, request: Claim, window: timedelta = WINDOW) -> EarlierRequest | None:
     """Claim as the endpoint does, and record an answer when the claim is ours."""
     with database.repositories() as repositories:
-        earlier = repositories.wus_messages.claim(
-            request.sender_oin,
-            request.message_id,
-            request.service,
-            request.body_hash,
-            request.received_at,
-            request.seen_since(window),
+        earlier = repositories.wus_messages.earlier(
+            request.sender_oin, request.message_id, request.seen_since(window)
         )
         if earlier is None:
-            repositories.wus_messages.record_answer(
-                request.sender_oin,
-                request.message_id,
-                f"receipt-{request.received_at:%H%M}",
-                f"<answer at {request.received_at:%H:%M}/>".encode(),
-            )
+            record(repositories, request, f"receipt-{request.received_at:%H%M}", window)
         return earlier
+
+
+def record(
+    repositories: Repositories, request: Claim, receipt_id: str, window: timedelta = WINDOW
+) -> None:
+    repositories.wus_messages.record(
+        request.sender_oin,
+        request.message_id,
+        request.service,
+        request.body_hash,
+        request.received_at,
+        request.seen_since(window),
+        receipt_id,
+        f"<answer at {request.received_at:%H:%M}/>".encode(),
+    )
 
 
 def rows(database: Database) -> list[tuple[str, str, str | None]]:
@@ -211,22 +217,30 @@ def test_a_rolled_back_claim_leaves_the_message_id_free(database: Database) -> N
 
     with pytest.raises(Refused), database.repositories() as repositories:
         request = claim_of()
-        repositories.wus_messages.claim(
-            request.sender_oin,
-            request.message_id,
-            request.service,
-            request.body_hash,
-            request.received_at,
-            request.seen_since(WINDOW),
+        assert (
+            repositories.wus_messages.earlier(
+                request.sender_oin, request.message_id, request.seen_since(WINDOW)
+            )
+            is None
         )
-        raise Refused  # what a refusal by the handler does to its transaction
+        record(repositories, request, "r")
+        raise Refused  # what a failure before the commit does to its transaction
     assert rows(database) == []
     assert claim(database, claim_of()) is None
 
 
-def test_recording_an_answer_without_a_claim_is_a_bug(database: Database) -> None:
+def test_recording_a_claim_without_looking_the_message_id_up_is_a_bug(database: Database) -> None:
     with pytest.raises(LookupError), database.repositories() as repositories:
-        repositories.wus_messages.record_answer(GEMEENTE, "urn:uuid:9", "r", b"x")
+        record(repositories, claim_of(message_id="urn:uuid:9"), "r")
+
+
+def test_the_look_up_on_sqlite_takes_no_write_lock(database: Database) -> None:
+    # A request is looked up before its handler runs: on SQLite that must not begin the
+    # transaction, whose BEGIN IMMEDIATE would hold every other writer up until its commit.
+    with database.repositories() as repositories:
+        repositories.wus_messages.earlier(GEMEENTE, "urn:uuid:1", NOW - WINDOW)
+        began = repositories.wus_messages._connection.in_transaction()
+    assert began is not is_sqlite(database.url)
 
 
 def test_the_purge_forgets_only_message_ids_used_before_its_moment(database: Database) -> None:
@@ -280,15 +294,19 @@ def test_of_two_concurrent_claims_of_one_message_id_only_the_first_is_taken(
     def first() -> None:
         with database.repositories() as repositories:
             request = claim_of()
-            outcomes["first"] = repositories.wus_messages.claim(
+            outcomes["first"] = repositories.wus_messages.earlier(
+                request.sender_oin, request.message_id, request.seen_since(WINDOW)
+            )
+            repositories.wus_messages.record(
                 request.sender_oin,
                 request.message_id,
                 request.service,
                 request.body_hash,
                 request.received_at,
                 request.seen_since(WINDOW),
+                "r1",
+                b"<first/>",
             )
-            repositories.wus_messages.record_answer(GEMEENTE, "urn:uuid:1", "r1", b"<first/>")
             first_claimed.set()
             release_first.wait(timeout=30)
 
@@ -310,16 +328,12 @@ def test_of_two_concurrent_claims_of_one_message_id_only_the_first_is_taken(
     first_thread.join(timeout=60)
     second_thread.join(timeout=60)
     assert outcomes["first"] is None
-    if is_sqlite(database.url):
-        # Writers are serialised (BEGIN IMMEDIATE): the second reads after the first commits.
-        assert isinstance(outcomes["second"], EarlierRequest)
-        assert outcomes["second"].answer == b"<first/>"
-    else:
-        # Both read before either committed; the unique key refuses the second's insert, or
-        # the first's newer time fails the second's take-over once the first commits.
-        assert isinstance(outcomes["second"], StoreConflict)
-        expected = "tegelijk opnieuw gebruikt" if used_before_the_window else "uq_wus_messages"
-        assert expected in outcomes["second"].reason
+    # Both read before either committed; the unique key refuses the second's insert, or the
+    # first's newer time fails the second's take-over once the first commits.
+    assert isinstance(outcomes["second"], StoreConflict)
+    unique = "UNIQUE constraint failed" if is_sqlite(database.url) else "uq_wus_messages"
+    expected = "tegelijk opnieuw gebruikt" if used_before_the_window else unique
+    assert expected in outcomes["second"].reason
     assert rows(database) == [(GEMEENTE, "urn:uuid:1", "r1")]
     # The endpoint runs a conflicting request again: it then finds the first one's answer.
     retried = claim(database, claim_of(at=NOW + timedelta(seconds=2)))

@@ -133,3 +133,34 @@ def test_existing_ids_names_exactly_the_stored_ones_of_a_batch(database: Databas
         found = repositories.berichten.existing_ids([*new, *stored_ids, stored_ids[0]])
         assert found == set(stored_ids)
         assert repositories.berichten.existing_ids([]) == set()
+
+
+def test_on_sqlite_the_write_lock_is_taken_by_the_first_insert_after_the_files(
+    database: Database,
+) -> None:
+    # What needs no lock comes before it: the look-ups, and the attachments' files written
+    # and fsynced. So other writers wait for the inserts only, not for all of that.
+    now = datetime.now(UTC)
+    ids = [str(uuid.uuid4()) for _ in range(2)]
+    content = minimal_pdf(2_000 + len(ids[0]))
+    sqlite = database.url.startswith("sqlite")
+    with database.repositories() as repositories:
+        connection = repositories.berichten._connection
+        assert repositories.berichten.existing_ids(ids) == set()
+        assert connection.in_transaction() is not sqlite
+        began_when_stored: list[bool] = []
+        put_many = database.blobs.put_many  # type: ignore[union-attr]
+
+        def watched(contents: list[bytes]) -> list[str]:
+            began_when_stored.append(connection.in_transaction())
+            return put_many(contents)
+
+        database.blobs.put_many = watched  # type: ignore[union-attr,method-assign]
+        try:
+            bijlagen = [NewBijlage(i, "persoonlijk", 1, "brief", content, None) for i in ids]
+            repositories.berichten.add([letter(i, now) for i in ids], bijlagen)
+        finally:
+            del database.blobs.put_many  # type: ignore[union-attr]
+        assert began_when_stored == [not sqlite]
+        assert connection.in_transaction()
+    assert count(database, ids) == 2
