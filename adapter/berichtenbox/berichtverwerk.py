@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -153,6 +152,11 @@ def _moment(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # no offset reads as UTC
 
 
+# Volgorde, Omschrijving and content of each of a Bericht's personal or general attachments: a
+# tuple, so that the letters with the same attachments (most in a batch) are judged once.
+_Attachments = tuple[tuple[int, str, bytes], ...]
+
+
 @dataclass
 class _Letter:
     """One Bericht's fields, read in one pass over its elements."""
@@ -162,8 +166,8 @@ class _Letter:
     bericht_type: str
     bsn: str
     publicatie: datetime | None
-    personal: list[tuple[int, str, bytes]]  # volgorde, omschrijving, content
-    general: list[tuple[int, str, bytes]]
+    personal: _Attachments
+    general: _Attachments
 
 
 @dataclass(frozen=True)
@@ -230,7 +234,9 @@ def _fields(parent: etree._Element, record: _Record) -> dict[str, str]:
     if len(parent) == record.required:
         for position, name in record.positions:
             child = parent[position]
-            fields[name] = text_of(child) or ""
+            # A field without children (nearly all) has at most one text node: its .text, as
+            # text_of reads it, without the call per field.
+            fields[name] = (child.text or "") if len(child) == 0 else (text_of(child) or "")
         return fields
     names = record.names
     for child in parent:
@@ -242,7 +248,7 @@ def _fields(parent: etree._Element, record: _Record) -> dict[str, str]:
 
 def _attachments(
     parent: etree._Element, record: _Record, content: Callable[[dict[str, str]], bytes]
-) -> list[tuple[int, str, bytes]]:
+) -> _Attachments:
     """Volgorde, Omschrijving and content of each attachment element inside `parent`."""
     found = []
     for element in parent:
@@ -251,7 +257,7 @@ def _attachments(
             found.append(
                 (int(fields.get("Volgorde") or 0), fields.get("Omschrijving", ""), content(fields))
             )
-    return found
+    return tuple(found)
 
 
 def _decoded(text: str) -> bytes:
@@ -269,19 +275,20 @@ class _Inline:
 
     Leveranciers often send the same PDF to every citizen of a batch: decoding it once saves
     the decoding, a copy per Bericht in memory, and makes every later look-up of that content
-    (its PDF verdict, its blob) one of the same object. Keyed by the digest of the text, so the
-    texts themselves are not kept.
+    (its PDF verdict, its blob) one of the same object. Keyed by the text itself: a string
+    hashes and compares at memory speed, where a SHA-256 of its encoding cost more than a
+    third of reading the batch's letters. The texts kept are the distinct ones, each replacing
+    the tree's copy `_drop_inhoud` frees, and go with this object when the letters are read.
     """
 
     def __init__(self) -> None:
-        self.contents: dict[bytes, bytes] = {}
+        self.contents: dict[str, bytes] = {}
 
     def __call__(self, fields: dict[str, str]) -> bytes:
         text = fields.get("Inhoud", "")
-        key = hashlib.sha256(text.encode()).digest()
-        content = self.contents.get(key)
+        content = self.contents.get(text)
         if content is None:
-            content = self.contents[key] = _decoded(text)
+            content = self.contents[text] = _decoded(text)
         return content
 
 
@@ -299,8 +306,8 @@ def _drop_inhoud(bijlagen: etree._Element) -> None:
 
 def _read_letter(element: etree._Element, general: Mapping[str, bytes], inline: _Inline) -> _Letter:
     info: dict[str, str] | None = None
-    personal: list[tuple[int, str, bytes]] = []
-    shared: list[tuple[int, str, bytes]] = []
+    personal: _Attachments = ()
+    shared: _Attachments = ()
     for part in element:
         tag = part.tag
         if tag == _INFO:
@@ -357,6 +364,9 @@ def _judge(
     aanmaak_te_ver: bool,  # the batch's AanmaakDatum, judged once for all its Berichten
     refused: Mapping[str, str],  # why, for each BSN the leverancier may not send post to
     taken: set[str],
+    # The code of each pair of personal and general attachments judged so far in this batch:
+    # their sizes and PDF checks depend on nothing else of the letter.
+    attachments_judged: dict[tuple[_Attachments, _Attachments], tuple[VerwerkingsCode, str | None]],
 ) -> tuple[VerwerkingsCode, str | None]:
     if letter.bericht_id in taken:
         return _BESTAAT_AL
@@ -377,6 +387,14 @@ def _judge(
         return VerwerkingsCode.NIET_ACTIEF_OF_GEABONNEERD, refusal
     if not (letter.personal or letter.general):
         return _VERWERKT
+    key = (letter.personal, letter.general)
+    judged = attachments_judged.get(key)
+    if judged is None:
+        judged = attachments_judged[key] = _judge_attachments(letter, ctx)
+    return judged
+
+
+def _judge_attachments(letter: _Letter, ctx: BatchContext) -> tuple[VerwerkingsCode, str | None]:
     if sum(len(content) for _, _, content in letter.personal) > ctx.limits.personal_bytes:
         return (
             VerwerkingsCode.BIJLAGE_TE_GROOT,
@@ -453,8 +471,11 @@ def verwerk(repositories: Repositories, batch: etree._Element, ctx: BatchContext
     results = []
     accepted: list[NewBericht] = []
     bijlagen: list[NewBijlage] = []
+    attachments_judged: dict[
+        tuple[_Attachments, _Attachments], tuple[VerwerkingsCode, str | None]
+    ] = {}
     for letter in letters:
-        code, reden = _judge(letter, ctx, aanmaak_te_ver, refused, taken)
+        code, reden = _judge(letter, ctx, aanmaak_te_ver, refused, taken, attachments_judged)
         if code is VerwerkingsCode.VERWERKT:
             accepted.append(_new_bericht(letter, ctx, batch_id))
             if letter.personal or letter.general:

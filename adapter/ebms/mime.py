@@ -53,6 +53,10 @@ _SINGLE_HEADERS = frozenset({"content-type", "content-id", "content-transfer-enc
 
 _CLOSE = -2  # `--boundary--`: the close delimiter
 _NOT_A_DELIMITER = -1  # `--boundary` followed by something else: part content
+# `_find_delimiter`: line ends it may test before a search for the whole delimiter takes over,
+# and how many bytes skipped earn it one more.
+_LINE_ENDS_TRIED = 64
+_BYTES_PER_LINE_END_TRIED = 4096
 
 
 @dataclass(frozen=True)
@@ -238,7 +242,7 @@ def _part_spans(body: bytes, boundary: bytes, max_parts: int) -> list[tuple[int,
     kind = _delimiter_kind(body, len(dash)) if body.startswith(dash) else _NOT_A_DELIMITER
     search = 0
     while kind == _NOT_A_DELIMITER:
-        i = body.find(needle, search)
+        i = _find_delimiter(body, needle, search)
         if i < 0:
             raise MimeProblem(
                 f"the boundary {boundary.decode('ascii')!r} never occurs as a delimiter line "
@@ -256,7 +260,7 @@ def _part_spans(body: bytes, boundary: bytes, max_parts: int) -> list[tuple[int,
             raise MimeProblem(f"more than {max_parts} MIME parts")
         search = start
         while True:
-            i = body.find(needle, search)
+            i = _find_delimiter(body, needle, search)
             if i < 0:
                 raise MimeProblem(
                     f"missing closing delimiter --{boundary.decode('ascii')}-- "
@@ -272,6 +276,29 @@ def _part_spans(body: bytes, boundary: bytes, max_parts: int) -> list[tuple[int,
         if kind == _CLOSE:
             return spans
         start = kind
+
+
+def _find_delimiter(body: bytes, needle: bytes, start: int) -> int:
+    """`body.find(needle, start)` for a needle that starts with a line feed, by its line feeds.
+
+    CPython's substring search reads about 2 GB/s (15 ms for a 28 MB batch part), memchr for
+    one byte many times that; a payload of XML or base64 without line breaks, or a PDF, has
+    few. Each line feed found is one test in Python, though: every few KB skipped pays for
+    one, and past that budget (a part of many short lines) the substring search takes the rest.
+    """
+    budget = _LINE_ENDS_TRIED
+    i = body.find(b"\n", start)
+    while i >= 0:
+        if body.startswith(needle, i):
+            return i
+        following = body.find(b"\n", i + 1)
+        if following < 0:
+            return -1
+        budget += (following - i) // _BYTES_PER_LINE_END_TRIED - 1
+        if budget <= 0:
+            return body.find(needle, following)
+        i = following
+    return -1
 
 
 def _header_end(body: bytes, start: int, end: int, number: int) -> tuple[int, int]:

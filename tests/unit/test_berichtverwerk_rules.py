@@ -215,6 +215,30 @@ def test_each_distinct_content_is_checked_once_per_batch(
     assert sorted(calls) == [10_000, 10_001, 50_000]
 
 
+def test_letters_with_the_same_attachments_are_judged_alike_and_by_their_own_order(
+    database: Database,
+) -> None:
+    # The judgement of a letter's attachments is reused for every letter with the same ones
+    # (content, Volgorde and Omschrijving): its reason still names the Volgorde it has there.
+    safe, unsafe = minimal_pdf(10_000), pdfs.javascript_open_action()
+    a, b, c, d, e = new_ids(5)
+    letters = [
+        bericht(a, safe, unsafe),
+        bericht(b, unsafe, safe),
+        bericht(c, safe, safe),
+        bericht(d, safe, unsafe),
+        bericht(e, safe, unsafe, GebruikerID="999990019"),  # no account: refused before
+    ]
+    codes = run(database, batch_xml(letters))
+    problem = ("TechnischProbleem", "persoonlijke bijlage 2 bevat JavaScript")
+    assert codes[a] == codes[d] == problem
+    assert codes[b] == ("TechnischProbleem", "persoonlijke bijlage 1 bevat JavaScript")
+    assert codes[c] == ("Verwerkt", None)
+    assert codes[e][0] == "NietActiefOfGeabonneerd"
+    assert stored(database, a) == stored(database, d) == (0, 0)
+    assert stored(database, c) == (1, 2)
+
+
 # --- text read whole, and the one oversized Bericht ---------------------------------------------
 
 

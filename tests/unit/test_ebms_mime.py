@@ -222,6 +222,28 @@ def test_a_boundary_only_as_a_prefix_of_a_line_is_not_a_delimiter() -> None:
     assert "never occurs" in problem(CT, body).description
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"x" * 100_000, id="no line feed"),
+        pytest.param(b"x" * 10_000 + b"\n--frontie\n" * 3 + b"y" * 10_000, id="a few"),
+        pytest.param(b"line\n--frontierX\r\n" * 5_000, id="many short lines"),
+        pytest.param((b"z" * 5_000 + b"\n") * 200 + b"\n" * 500, id="sparse, then dense"),
+    ],
+)
+def test_a_part_is_split_at_its_delimiter_however_many_line_feeds_it_holds(
+    content: bytes,
+) -> None:
+    # Delimiters are found by their line feed first, by a search for the whole one past a
+    # budget of line feeds: either way the same parts.
+    first, second = (
+        f"Content-ID: <{cid}>\r\nContent-Type: application/pdf\r\n\r\n".encode() + content
+        for cid in ("een@x", "twee@x")
+    )
+    package = parse_package(CT, multipart(soap_part(), first, second))
+    assert [part.body for part in package.attachments] == [content, content]
+
+
 def test_a_missing_final_delimiter_is_a_mime_problem() -> None:
     body = multipart(soap_part()).split(b"--frontier--")[0]
     assert "missing closing delimiter" in problem(CT, body).description
