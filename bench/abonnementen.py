@@ -181,6 +181,22 @@ class Abonnementen(Workload):
         return None
 
 
+@dataclass(frozen=True)
+class AbonnementenWithAddressing(Abonnementen):
+    """As `Abonnementen`, with the WS-Addressing headers Digikoppeling's WUS profile asks for:
+    wsa:To, wsa:Action and a wsa:MessageID of its own per request, so every request is new to
+    the replay protection (looked up, then claimed with its answer)."""
+
+    run: str = ""  # makes the MessageIDs of one scenario differ from those of another
+
+    def request(self, connection: int, n: int) -> Request:
+        message_id = f"urn:uuid:{self.run}-{connection}-{n}".encode()
+        return Request("/abonnementen", HEADERS, self.body.replace(MESSAGE_ID, message_id))
+
+
+MESSAGE_ID = b"@message-id@"  # where AbonnementenWithAddressing puts each request's MessageID
+
+
 # --- one scenario ----------------------------------------------------------------------------
 
 

@@ -11,14 +11,16 @@ What it does, all on loopback and in a temporary directory that is removed after
 1. One dev PKI (bench._setup.build_pki) for every server and client.
 2. Receipt signing, µs per receipt before (signxml) and now (`ReceiptSigner`), from
    bench/receipt_signing.py, in this process before any server runs.
-3. ValidateAbonnementen against five servers, one at a time, each on its own free port:
+3. ValidateAbonnementen against six servers, one at a time, each on its own free port:
    - `dk-adapter serve` started through the CLI (bench._setup.running_server: its config, a
      temp dir, the example accounts), on SQLite and on a PostgreSQL schema of its own in
      DATABASE_URL's database (default postgresql+psycopg://postgres@127.0.0.1:5432/test),
      dropped at the end: the full work (validation, lookup, signed and stored receipt, audit);
    - the baselines of bench/baselines/ served by gunicorn gthread 2 workers x 4 threads over
      the adapter's own TLS context (`adapter.transport.tls.server_context`): bare lxml (parse,
-     answer), bare lxml + a signxml ECDSA receipt, and spyne doing the bare work.
+     answer), bare lxml + a signxml ECDSA receipt, and spyne doing the bare work; and bare
+     lxml once more on the adapter's own worker (asyncio front, h11, its thread pool): the
+     difference between the two bare rows is what the front costs, the rest is the work.
    Every scenario first warms up (closed loop, discarded), then measures a fixed window. The
    load generator is bench._setup's (2 processes, 8 keep-alive mTLS connections in all,
    one request in flight per connection): closed loop for throughput, and an open loop
@@ -99,9 +101,16 @@ from bench._setup import (  # noqa: E402
     split_connections,
     stat_fields,
 )
-from bench.abonnementen import BSN, Abonnementen  # noqa: E402
+from bench.abonnementen import (  # noqa: E402
+    BSN,
+    MESSAGE_ID,
+    Abonnementen,
+    AbonnementenWithAddressing,
+)
 from tests.conftest import _wait_for_port, free_port  # noqa: E402
-from tests.soap_helpers import aanvraag  # noqa: E402
+from tests.soap_helpers import aanvraag, addressing  # noqa: E402
+
+WSA_TO = "https://127.0.0.1/abonnementen"  # wsa:To as a client addresses the service
 
 RESULTS = ROOT / "bench" / "results"
 CONNECTIONS = 8
@@ -185,15 +194,26 @@ def worker_peak_rss_mib(pid: int) -> float:
 
 
 @contextmanager
-def baseline_server(app: str, files: PkiFiles, directory: Path) -> Iterator[RunningServer]:
-    """`python -m bench.baselines.serve --app APP` on a free port; stopped however it ends."""
+def baseline_server(
+    app: str, files: PkiFiles, directory: Path, front: bool = False
+) -> Iterator[RunningServer]:
+    """`python -m bench.baselines.serve --app APP [--front]` on a free port; stopped however it
+    ends."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = directory / f"{app}.log"
     port_and_pki = ("--port", str(port), "--pki", str(files.directory))
     with log.open("wb") as log_handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.baselines.serve", "--app", app, *port_and_pki],
+            [
+                sys.executable,
+                "-m",
+                "bench.baselines.serve",
+                "--app",
+                app,
+                *port_and_pki,
+                *(("--front",) if front else ()),
+            ],
             cwd=ROOT,
             stdout=log_handle,
             stderr=subprocess.STDOUT,
@@ -407,6 +427,8 @@ SERVERS = (
     # (key, label, how it runs, scenarios: klanten per request, then whether open loop)
     ("bare_lxml", "bare lxml", "baseline", (1, 250), True),
     ("bare_lxml_signed", "bare lxml + signxml receipt", "baseline", (1,), False),
+    # The same bare app on the adapter's worker (asyncio front, h11): what the front costs.
+    ("bare_lxml_front", "bare lxml on the adapter's front", "baseline-front", (1,), False),
     ("spyne", "spyne 2.14, bare work", "baseline", (1, 250), False),
     ("adapter_sqlite", "adapter, SQLite", "sqlite", (1, 250), True),
     ("adapter_postgresql", "adapter, PostgreSQL", "postgresql", (1, 250), True),
@@ -439,6 +461,20 @@ def abonnementen(
                     )
                 )
                 _progress(rows[-1])
+            if not kind.startswith("baseline"):
+                # What WUS clients send on Digikoppeling: WS-Addressing, each request new.
+                workload = AbonnementenWithAddressing(
+                    aanvraag([BSN], GEMEENTE, headers=addressing(WSA_TO, MESSAGE_ID.decode())),
+                    1,
+                    run=uuid.uuid4().hex,
+                )
+                total, seconds, cpu = closed_loop(
+                    context, server, client_cert, root, workload, windows
+                )
+                rows.append(
+                    _figures(f"{label}, 1 klant, WS-Addressing", key, 1, "wsa", total, seconds, cpu)
+                )
+                _progress(rows[-1])
             if open_loop:
                 workload = Abonnementen(aanvraag([BSN], GEMEENTE), 1)
                 total, seconds, cpu = run_open_loop(
@@ -465,8 +501,9 @@ def abonnementen(
 
 @contextmanager
 def _server(kind: str, key: str, files: PkiFiles, directory: Path) -> Iterator[RunningServer]:
-    if kind == "baseline":
-        with baseline_server(key, files, directory / key) as server:
+    if kind.startswith("baseline"):
+        app = key.removesuffix("_front")
+        with baseline_server(app, files, directory / key, kind == "baseline-front") as server:
             yield server
         return
     (directory / key).mkdir(parents=True, exist_ok=True)
@@ -633,11 +670,17 @@ def attachment_sweep(
 
 
 def _py_spy(pid: int, seconds: float, output: Path, fmt: str) -> subprocess.Popen[bytes]:
-    """py-spy sampling the server's process tree (workers included) for `seconds`."""
+    """py-spy sampling the server's process tree (workers included) for `seconds`.
+
+    Only threads holding the GIL are sampled (`--gil`): what Python spends CPU on. Without it,
+    a thread waiting for SQLite's write lock or an fsync counted as at work, and those waits
+    were half the samples of a profile that was meant to show CPU.
+    """
     binary = Path(sys.executable).with_name("py-spy")
     options = ("--rate", "200", "--duration", str(int(seconds)), "--format", fmt, "-o", str(output))
+    options += ("--gil", "--nolineno")
     return subprocess.Popen(
-        [str(binary), "record", "--pid", str(pid), "--subprocesses", "--nolineno", *options],
+        [str(binary), "record", "--pid", str(pid), "--subprocesses", *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
@@ -781,11 +824,12 @@ def _met(value: float | None, goal: float, at_most: bool = False) -> str:
 
 
 def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """Per adapter closed-loop row: req/s over bare lxml's and spyne's with as many klanten."""
+    """Per closed-loop row (WS-Addressing ones too): req/s over bare lxml's and spyne's with
+    as many klanten (the baselines ignore WS-A headers, so their plain rows are the measure)."""
     rate = {(r["server"], r["klanten"], r["mode"]): r["requests_per_second"] for r in rows}
     out: dict[str, dict[str, float | None]] = {}
     for r in rows:
-        if r["mode"] != "closed":
+        if r["mode"] not in ("closed", "wsa"):
             continue
         bare = rate.get(("bare_lxml", r["klanten"], "closed"))
         spyne = rate.get(("spyne", r["klanten"], "closed"))

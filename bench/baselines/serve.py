@@ -3,7 +3,11 @@ over mutual TLS with `adapter.transport.tls.server_context` (same protocol versi
 ciphers, client-certificate and CRL checks), `reuse_port`, the same keep-alive.
 
 Run: `python -m bench.baselines.serve --app bare_lxml|bare_lxml_signed|spyne --port N
---pki DIR` (DIR as `adapter.pki.devca.init_dev_pki` writes it). Stops on SIGTERM.
+--pki DIR [--front]` (DIR as `adapter.pki.devca.init_dev_pki` writes it). Stops on SIGTERM.
+
+`--front` serves the app on the adapter's own worker (adapter.transport.worker.FrontWorker:
+asyncio front, h11, a thread pool) instead of gthread, with the front's default limits: the
+difference between the two is what the front costs per request.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from __future__ import annotations
 import argparse
 import ssl
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from adapter.config import TlsConfig
+from adapter.config import ServerConfig, TlsConfig
 from adapter.transport.tls import server_context
 from bench.baselines.bare_lxml import WsgiApp
 
@@ -41,9 +46,11 @@ def load_app(name: str, pki: Path) -> WsgiApp:
 
 
 class BaselineServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, app: str, port: int, pki: Path, workers: int, threads: int) -> None:
+    def __init__(
+        self, app: str, port: int, pki: Path, workers: int, threads: int, front: bool = False
+    ) -> None:
         self.app, self.port, self.pki = app, port, pki
-        self.workers, self.threads = workers, threads
+        self.workers, self.threads, self.front = workers, threads, front
         self.tls = TlsConfig(
             certificate=pki / "server.pem",
             private_key=pki / "server.key",
@@ -53,7 +60,23 @@ class BaselineServer(BaseApplication):  # type: ignore[misc]
             openssl_conf=None,
         )
         self._context: ssl.SSLContext | None = None
+        # What FrontWorker reads of the adapter's configuration: the front's limits, the TLS.
+        self.config = SimpleNamespace(
+            server=ServerConfig(
+                host="127.0.0.1",
+                port=port,
+                public_url="",
+                workers=workers,
+                threads=threads,
+                keepalive_seconds=KEEPALIVE_SECONDS,
+            ),
+            tls=self.tls,
+        )
         super().__init__()
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The server context, as FrontWorker asks its application for it."""
+        return self._ssl_context(None, None)
 
     def _ssl_context(self, _conf: Any, _default_factory: Any) -> ssl.SSLContext:
         if self._context is None:
@@ -64,12 +87,19 @@ class BaselineServer(BaseApplication):  # type: ignore[misc]
         settings = {
             "bind": [f"127.0.0.1:{self.port}"],
             "workers": self.workers,
-            "worker_class": "gthread",
+            "worker_class": "adapter.transport.worker.FrontWorker" if self.front else "gthread",
             "threads": self.threads,
             "keepalive": KEEPALIVE_SECONDS,
-            "certfile": str(self.tls.certificate),
-            "keyfile": str(self.tls.private_key),
-            "ssl_context": self._ssl_context,
+            # FrontWorker does its own TLS; given these, gunicorn would wrap its socket too.
+            **(
+                {}
+                if self.front
+                else {
+                    "certfile": str(self.tls.certificate),
+                    "keyfile": str(self.tls.private_key),
+                    "ssl_context": self._ssl_context,
+                }
+            ),
             "reuse_port": True,
             "proc_name": f"bench-{self.app}",
             "control_socket_disable": True,
@@ -91,8 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pki", type=Path, required=True)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--front", action="store_true", help="the adapter's worker, not gthread")
     args = parser.parse_args(argv)
-    BaselineServer(args.app, args.port, args.pki, args.workers, args.threads).run()
+    BaselineServer(args.app, args.port, args.pki, args.workers, args.threads, args.front).run()
 
 
 if __name__ == "__main__":
