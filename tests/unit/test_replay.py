@@ -156,7 +156,11 @@ def claim(database: Database, request: Claim, window: timedelta = WINDOW) -> Ear
 
 
 def record(
-    repositories: Repositories, request: Claim, receipt_id: str, window: timedelta = WINDOW
+    repositories: Repositories,
+    request: Claim,
+    receipt_id: str,
+    window: timedelta = WINDOW,
+    answer: bytes | None = None,
 ) -> None:
     repositories.wus_messages.record(
         request.sender_oin,
@@ -166,7 +170,7 @@ def record(
         request.received_at,
         request.seen_since(window),
         receipt_id,
-        f"<answer at {request.received_at:%H:%M}/>".encode(),
+        answer if answer is not None else f"<answer at {request.received_at:%H:%M}/>".encode(),
     )
 
 
@@ -297,16 +301,7 @@ def test_of_two_concurrent_claims_of_one_message_id_only_the_first_is_taken(
             outcomes["first"] = repositories.wus_messages.earlier(
                 request.sender_oin, request.message_id, request.seen_since(WINDOW)
             )
-            repositories.wus_messages.record(
-                request.sender_oin,
-                request.message_id,
-                request.service,
-                request.body_hash,
-                request.received_at,
-                request.seen_since(WINDOW),
-                "r1",
-                b"<first/>",
-            )
+            record(repositories, request, "r1", answer=b"<first/>")
             first_claimed.set()
             release_first.wait(timeout=30)
 
