@@ -38,6 +38,7 @@ from adapter.errors import AdapterError, SecurityFailure
 from adapter.soap.envelope import SOAP_ENV
 from adapter.soap.xml import parse_untrusted
 from adapter.store.db import Database
+from adapter.store.engine import is_sqlite
 from adapter.store.outbox import DueMessage, NewOutboxMessage, Outbox, OutboxStatus
 
 log = logging.getLogger("adapter.outbox")
@@ -255,10 +256,45 @@ class Deliverer:
         return sum(worker.result() for worker in workers)
 
     def _deliver_while_due(self, budget: _Budget) -> int:
+        if not is_sqlite(self.database.url):  # row locks (PostgreSQL): see `_deliver_next`
+            tried = 0
+            while budget.take() and self._deliver_next():
+                tried += 1
+            return tried
+        return self._deliver_in_turn(budget)
+
+    def _deliver_in_turn(self, budget: _Budget) -> int:
+        """SQLite: claim, attempt, and record each outcome in the transaction that claims the
+        next message. One write transaction per message instead of two: each waits for the
+        database's one write lock behind the requests, and with two per message the outbox
+        fell behind the batches it answered (666 of 3,688 results still queued 30 s after a
+        load of 20 batches of 1,000 a second)."""
         tried = 0
-        while budget.take() and self._deliver_next():
+        attempted: tuple[DueMessage, OutboxStatus, str | None] | None = None
+        while True:
+            claiming = budget.take() and (attempted is not None or self._anything_due())
+            if attempted is None and not claiming:
+                return tried
+            with self.database.repositories() as repositories:
+                outbox = repositories.outbox
+                if attempted is not None:
+                    message, status, error = attempted
+                    recorded = outbox.record_attempt(message.id, status, error, datetime.now(UTC))
+                due, expired = outbox.claim_due(datetime.now(UTC), 1) if claiming else ([], [])
+            if attempted is not None:
+                _log_outcome(*attempted, recorded)
+                attempted = None
+            for gone in expired:
+                log.error(
+                    "outbox %s to %s failed: %s", gone.message_id, gone.to_oin, gone.last_error
+                )
+            if not due:
+                if not expired:
+                    return tried
+                tried += 1  # given up: tried, as `_deliver_next` counts it
+                continue
             tried += 1
-        return tried
+            attempted = (due[0], *self._attempt(due[0]))
 
     def _anything_due(self) -> bool:
         """Read first: a claim is a write transaction, which on SQLite queues every request's
@@ -267,7 +303,9 @@ class Deliverer:
             return repositories.outbox.has_due(datetime.now(UTC))
 
     def _deliver_next(self) -> bool:
-        """Claim, attempt and record one due message; False when none was due."""
+        """PostgreSQL: claim, attempt and record one due message in one transaction; False
+        when none was due. The row stays locked, and so invisible to every other node's
+        claim, until the outcome commits with the claim."""
         if not self._anything_due():
             return False
         with self.database.repositories() as repositories:
@@ -280,26 +318,9 @@ class Deliverer:
             if not due:
                 return bool(expired)
             message = due[0]
-            if outbox.locks_rows:
-                # PostgreSQL: the row stays locked, and so invisible to every other node's
-                # claim, until the outcome commits with the claim.
-                status, error = self._attempt(message)
-                recorded = outbox.record_attempt(message.id, status, error, datetime.now(UTC))
-        if not outbox.locks_rows:
-            # SQLite: the claim's lease keeps others away; the database is not held meanwhile.
             status, error = self._attempt(message)
-            with self.database.repositories() as repositories:
-                recorded = repositories.outbox.record_attempt(
-                    message.id, status, error, datetime.now(UTC)
-                )
-        if not recorded:  # an asynchronous Acknowledgment was faster
-            return True
-        if status is OutboxStatus.DELIVERED:
-            log.info("outbox %s delivered to %s", message.message_id, message.to_oin)
-        else:
-            log.warning(
-                "outbox %s to %s: %s (%s)", message.message_id, message.to_oin, status, error
-            )
+            recorded = outbox.record_attempt(message.id, status, error, datetime.now(UTC))
+        _log_outcome(message, status, error, recorded)
         return True
 
     def _attempt(self, message: DueMessage) -> tuple[OutboxStatus, str | None]:
@@ -323,6 +344,17 @@ class Deliverer:
             message.needs_ack,
             answer_check(message, self.cpas, self.signers),
         )
+
+
+def _log_outcome(
+    message: DueMessage, status: OutboxStatus, error: str | None, recorded: bool
+) -> None:
+    if not recorded:  # an asynchronous Acknowledgment was faster
+        return
+    if status is OutboxStatus.DELIVERED:
+        log.info("outbox %s delivered to %s", message.message_id, message.to_oin)
+    else:
+        log.warning("outbox %s to %s: %s (%s)", message.message_id, message.to_oin, status, error)
 
 
 def answer_check(

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select, text
 
+from adapter.ebms import outbound
 from adapter.ebms.message import EB
 from adapter.ebms.mime import build_package
 from adapter.ebms.outbound import Deliverer, OutboundTls, judge_answer
@@ -294,3 +295,26 @@ def test_on_sqlite_a_poll_with_nothing_due_waits_for_no_writer(
     finally:
         deliverer.close()
         database.dispose()
+
+
+def test_each_attempt_is_recorded_with_the_next_claim_and_stored_whatever_the_database(
+    database: Database, deliverer: RecordingDeliverer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbound, "PARALLEL_DELIVERIES", 1)  # a count that does not race
+    now = datetime.now(UTC)
+    with database.repositories() as repositories:
+        for message_id in ("p", "q", "r"):
+            repositories.outbox.add(_message(message_id), now)
+    statements = _locking_statements(database)
+    assert deliverer.deliver_due() == 3
+    begins = sum(statement.startswith("BEGIN") for statement in statements)
+    assert deliverer.attempted == ["p", "q", "r"]
+    with database.transaction() as session:
+        rows = list(session.scalars(select(OutboxMessage)))
+        attempts = session.scalar(select(func.count()).select_from(OutboxAttempt))
+    assert [(row.attempts, row.last_error) for row in rows] == [(1, "HTTP 503")] * 3
+    assert attempts == 3
+    if database.url.startswith("sqlite"):
+        # One write transaction per message (its claim, with the outcome of the one before)
+        # and one for the last outcome: not a claim and a record apiece.
+        assert begins == 3 + 1
