@@ -155,6 +155,9 @@ def _moment(text: str | None) -> datetime | None:
 # Volgorde, Omschrijving and content of each of a Bericht's personal or general attachments: a
 # tuple, so that the letters with the same attachments (most in a batch) are judged once.
 _Attachments = tuple[tuple[int, str, bytes], ...]
+# The code of each pair of personal and general attachments judged so far in a batch: their
+# sizes and PDF checks depend on nothing else of the letter.
+_AttachmentsJudged = dict[tuple[_Attachments, _Attachments], tuple[VerwerkingsCode, str | None]]
 
 
 @dataclass
@@ -364,9 +367,7 @@ def _judge(
     aanmaak_te_ver: bool,  # the batch's AanmaakDatum, judged once for all its Berichten
     refused: Mapping[str, str],  # why, for each BSN the leverancier may not send post to
     taken: set[str],
-    # The code of each pair of personal and general attachments judged so far in this batch:
-    # their sizes and PDF checks depend on nothing else of the letter.
-    attachments_judged: dict[tuple[_Attachments, _Attachments], tuple[VerwerkingsCode, str | None]],
+    attachments_judged: _AttachmentsJudged,
 ) -> tuple[VerwerkingsCode, str | None]:
     if letter.bericht_id in taken:
         return _BESTAAT_AL
@@ -471,9 +472,7 @@ def verwerk(repositories: Repositories, batch: etree._Element, ctx: BatchContext
     results = []
     accepted: list[NewBericht] = []
     bijlagen: list[NewBijlage] = []
-    attachments_judged: dict[
-        tuple[_Attachments, _Attachments], tuple[VerwerkingsCode, str | None]
-    ] = {}
+    attachments_judged: _AttachmentsJudged = {}
     for letter in letters:
         code, reden = _judge(letter, ctx, aanmaak_te_ver, refused, taken, attachments_judged)
         if code is VerwerkingsCode.VERWERKT:

@@ -38,8 +38,14 @@ from adapter.errors import AdapterError, SecurityFailure
 from adapter.soap.envelope import SOAP_ENV
 from adapter.soap.xml import parse_untrusted
 from adapter.store.db import Database
-from adapter.store.engine import is_sqlite
-from adapter.store.outbox import DueMessage, NewOutboxMessage, Outbox, OutboxStatus
+from adapter.store.outbox import (
+    DueMessage,
+    ExpiredMessage,
+    NewOutboxMessage,
+    Outbox,
+    OutboxStatus,
+    locks_rows,
+)
 
 log = logging.getLogger("adapter.outbox")
 
@@ -256,7 +262,7 @@ class Deliverer:
         return sum(worker.result() for worker in workers)
 
     def _deliver_while_due(self, budget: _Budget) -> int:
-        if not is_sqlite(self.database.url):  # row locks (PostgreSQL): see `_deliver_next`
+        if locks_rows(self.database.url):  # PostgreSQL: see `_deliver_next`
             tried = 0
             while budget.take() and self._deliver_next():
                 tried += 1
@@ -284,10 +290,7 @@ class Deliverer:
             if attempted is not None:
                 _log_outcome(*attempted, recorded)
                 attempted = None
-            for gone in expired:
-                log.error(
-                    "outbox %s to %s failed: %s", gone.message_id, gone.to_oin, gone.last_error
-                )
+            _log_given_up(expired)
             if not due:
                 if not expired:
                     return tried
@@ -311,10 +314,7 @@ class Deliverer:
         with self.database.repositories() as repositories:
             outbox = repositories.outbox
             due, expired = outbox.claim_due(datetime.now(UTC), 1)
-            for gone in expired:
-                log.error(
-                    "outbox %s to %s failed: %s", gone.message_id, gone.to_oin, gone.last_error
-                )
+            _log_given_up(expired)
             if not due:
                 return bool(expired)
             message = due[0]
@@ -344,6 +344,11 @@ class Deliverer:
             message.needs_ack,
             answer_check(message, self.cpas, self.signers),
         )
+
+
+def _log_given_up(expired: list[ExpiredMessage]) -> None:
+    for gone in expired:
+        log.error("outbox %s to %s failed: %s", gone.message_id, gone.to_oin, gone.last_error)
 
 
 def _log_outcome(

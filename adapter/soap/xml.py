@@ -51,9 +51,8 @@ XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 _OTHER_ENCODING_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")
 _DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _DECLARED_VERSION = re.compile(rb"""^\s*<\?xml[^>]*version\s*=\s*["']([^"']*)["']""")
-_FORBIDDEN_MARKUP = (b"<!DOCTYPE", b"<!ENTITY")
-_FORBIDDEN_MARKUP_PATTERN = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
-_FORBIDDEN_KEYWORDS = tuple(markup[2:] for markup in _FORBIDDEN_MARKUP)
+_FORBIDDEN_KEYWORDS = (b"DOCTYPE", b"ENTITY")  # refused after `<!`
+_FORBIDDEN_MARKUP_PATTERN = re.compile(b"<!(?:" + b"|".join(_FORBIDDEN_KEYWORDS) + b")")
 # Exclamation marks looked at one by one before the rest is left to one regex search: a
 # document with more of them (many comments, say) pays at most that search on top.
 _MARKS_CHECKED_ONE_BY_ONE = 64
@@ -247,9 +246,13 @@ def parse_untrusted(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._E
     return _parse_in_two_passes(data, limits)
 
 
-def _budget_for(data: bytes, limits: XmlLimits) -> _Budget:
+def _may_hold_too_long_a_text(data: bytes, limits: XmlLimits) -> bool:
     # A document shorter than the text limit cannot hold a text over it: no need to measure.
-    return _TextBudget(limits) if len(data) > limits.max_text_length else _Budget(limits)
+    return len(data) > limits.max_text_length
+
+
+def _budget_for(data: bytes, limits: XmlLimits) -> _Budget:
+    return _TextBudget(limits) if _may_hold_too_long_a_text(data, limits) else _Budget(limits)
 
 
 # What the one-pass parser reports; "start-ns" before the "start" of the element declaring it.
@@ -272,7 +275,7 @@ def _parse_in_one_pass(data: bytes, limits: XmlLimits) -> etree._Element | None:
         root = etree.fromstring(data, tools.parser)
     except etree.XMLSyntaxError:
         return None
-    if not isinstance(_budget_for(data, limits), _TextBudget) and tools.within(data, root):
+    if not _may_hold_too_long_a_text(data, limits) and tools.within(data, root):
         return root
     return _checked_on_events(data, limits)
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from sqlalchemy import (
     ColumnElement,
@@ -28,9 +28,7 @@ from stdnum.nl import bsn as bsn_number
 from adapter.errors import AdapterError
 from adapter.store.engine import DriverStatement
 from adapter.store.models import Account, Subscription, SubscriptionChange, table_of
-
-if TYPE_CHECKING:
-    from adapter.store.repositories import Transaction
+from adapter.store.transaction import Transaction, connection_of, session_of
 
 # BSNs per query when an organisation's subscribers or changes are read page by page: enough
 # to keep the round trips few, few enough to keep memory flat for a million.
@@ -180,18 +178,16 @@ _STANDING = {
 
 
 def standing(
-    session: Session | Connection, bsns: Iterable[str], oin: str, begin: bool = True
+    session: Session | Connection, bsns: Iterable[str], oin: str
 ) -> dict[str, AccountStanding]:
-    """Per BSN that has an account: is it active, and has it opted in for `oin`?
-
-    `begin=False`: on a connection whose transaction has not begun, read without beginning it
-    (see `Accounts`)."""
+    """Per BSN that has an account: is it active, and has it opted in for `oin`? A read
+    that takes no write lock (see `Accounts`)."""
     # A session's connection: the statement is Core, which a session runs without flushing.
     connection = session if isinstance(session, Connection) else session.connection()
     name = connection.dialect.name
     wanted = list(set(bsns))
     asked = wanted if name == "postgresql" else json.dumps(wanted)
-    rows = _STANDING[name].rows(connection, {"bsns": asked, "oin": oin}, begin=begin)
+    rows = _STANDING[name].read(connection, {"bsns": asked, "oin": oin})
     return {bsn: AccountStanding(active, opted_in is not None) for bsn, active, opted_in in rows}
 
 
@@ -225,19 +221,15 @@ class Accounts:
 
     @property
     def session(self) -> Session:
-        unit = self._unit
-        return unit if isinstance(unit, Session) else unit.session
+        return session_of(self._unit)
 
     def may_receive(self, bsns: Iterable[str], oin: str, by_law: bool) -> dict[str, bool]:
         wanted = set(bsns)
         return _receiving(wanted, self.standing(wanted, oin), by_law)
 
     def standing(self, bsns: Iterable[str], oin: str) -> dict[str, AccountStanding]:
-        unit = self._unit
-        if isinstance(unit, Session):
-            return standing(unit, bsns, oin)
         # A transaction's connection: the lookup needs no session (Transaction).
-        return standing(unit.connection, bsns, oin, begin=unit.connection.dialect.name != "sqlite")
+        return standing(connection_of(self._unit), bsns, oin)
 
     def upsert(self, rows: Sequence[AccountRow], now: datetime | None = None) -> None:
         upsert_accounts(self.session, rows, now)

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Dialect, String, Table, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -23,9 +23,7 @@ from sqlalchemy.orm import Session
 from adapter.store.blobs import BlobStore
 from adapter.store.engine import DriverStatement
 from adapter.store.models import Bericht, BerichtBijlage, Bijlage, table_of
-
-if TYPE_CHECKING:
-    from adapter.store.repositories import Transaction
+from adapter.store.transaction import Transaction, connection_of, session_of
 
 
 class NewBericht(NamedTuple):
@@ -172,9 +170,9 @@ class _Stored:
         if not wanted:
             return set()
         if connection.dialect.name == "postgresql":
-            return {row[0] for row in self.postgresql.rows(connection, {"keys": wanted})}
-        # SQLite: before the transaction has begun, read without beginning it (Berichten).
-        found = self.sqlite.rows(connection, {"keys": json.dumps(wanted)}, begin=False)
+            found = self.postgresql.read(connection, {"keys": wanted})
+        else:
+            found = self.sqlite.read(connection, {"keys": json.dumps(wanted)})
         return {row[0] for row in found}
 
 
@@ -207,13 +205,11 @@ class Berichten:
 
     @property
     def session(self) -> Session:
-        unit = self._unit
-        return unit if isinstance(unit, Session) else unit.session
+        return session_of(self._unit)
 
     @property
     def _connection(self) -> Connection:
-        unit = self._unit
-        return unit.connection() if isinstance(unit, Session) else unit.connection
+        return connection_of(self._unit)
 
     def existing_ids(self, bericht_ids: Iterable[str]) -> set[str]:
         """Those of these BerichtIDs that are stored already (one query for a whole batch)."""

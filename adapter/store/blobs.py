@@ -95,8 +95,15 @@ def _run_all(
             return [], exc
     with ThreadPoolExecutor(min(len(items), _PARALLEL_WRITES)) as pool:
         futures = [pool.submit(work, item) for item in items]
-    failures = [f.exception() for f in futures if f.exception() is not None]
-    return [f.result() for f in futures if f.exception() is None], next(iter(failures), None)
+    results: list[_Result] = []
+    failure: BaseException | None = None
+    for future in futures:
+        error = future.exception()
+        if error is None:
+            results.append(future.result())
+        elif failure is None:
+            failure = error
+    return results, failure
 
 
 class LocalBlobStore:

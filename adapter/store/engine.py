@@ -325,17 +325,22 @@ class DriverStatement:
         return _Compiled(compiled.string, names, defaults, tuple(binds), results)
 
     def rows(
-        self,
-        connection: Connection,
-        parameters: Mapping[str, Any] | None = None,
-        begin: bool = True,
+        self, connection: Connection, parameters: Mapping[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
-        """The statement's result rows (converted as SQLAlchemy converts them).
+        """The statement's result rows (converted as SQLAlchemy converts them)."""
+        rows, _ = self._run(connection, parameters, fetch=True)
+        return rows
 
-        `begin=False`: a read that does not begin the connection's transaction when none has
-        begun; it runs in the driver's autocommit (on SQLite, without the write lock).
+    def read(
+        self, connection: Connection, parameters: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """`rows`, for a read that is to take no write lock: on SQLite, while the connection's
+        transaction has not begun, it runs in the driver's autocommit without beginning it
+        (its BEGIN IMMEDIATE is the database's one write lock, held until the commit) and sees
+        the latest commit; once the transaction has begun, and elsewhere, in the transaction.
         """
-        rows, _ = self._run(connection, parameters, fetch=True, begin=begin)
+        sqlite = connection.dialect.name == "sqlite"
+        rows, _ = self._run(connection, parameters, fetch=True, begin=not sqlite)
         return rows
 
     def execute(self, connection: Connection, parameters: Mapping[str, Any] | None = None) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, make_url, select, update
 from sqlalchemy.orm import Session
 
 from adapter.store.models import OutboxAttempt, OutboxMessage, table_of
@@ -75,6 +75,12 @@ _GIVE_UP = (
     .where(_OUTBOX.c.id == bindparam("row_id"))
     .values(status=OutboxStatus.FAILED, last_error=bindparam("given_up_because"))
 )
+
+
+def locks_rows(database_url: str) -> bool:
+    """Whether a claimed row stays locked until the claiming transaction ends (PostgreSQL's
+    FOR UPDATE); SQLite ignores FOR UPDATE and serialises writers instead."""
+    return make_url(database_url).get_backend_name() == "postgresql"
 
 
 @dataclass(frozen=True)
@@ -173,12 +179,6 @@ class Outbox:
                 expires_at=now + timedelta(days=1),
             )
         )
-
-    @property
-    def locks_rows(self) -> bool:
-        """Whether a claimed row stays locked until the claiming transaction ends (PostgreSQL's
-        FOR UPDATE); SQLite ignores FOR UPDATE and serialises writers instead."""
-        return self.session.get_bind().dialect.name == "postgresql"
 
     def has_due(self, now: datetime) -> bool:
         """Whether a claim at `now` would find anything: a message to attempt or to give up.

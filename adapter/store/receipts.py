@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from adapter.receipts import Receipt
 from adapter.store import audit
 from adapter.store.models import ReceiptOutcome, StoredReceipt, table_of
-
-if TYPE_CHECKING:
-    from adapter.store.repositories import Transaction
+from adapter.store.transaction import Transaction, connection_of
 
 # One INSERT per receipt, without the ORM's unit of work, run on the driver (every column is
 # given; see adapter.store.engine.DriverStatement), taking the audit chain's lock with it.
@@ -43,7 +41,7 @@ def save_receipt(session: Session | Transaction, receipt: Receipt, signed: bytes
     }
     record = audit.Record.of(row)  # hashed before the lock is taken
     session.flush()  # the caller's rows are written before the chain's lock, not under it
-    connection = session.connection() if isinstance(session, Session) else session.connection
+    connection = connection_of(session)
     _INSERT.execute(connection, session.info, row)
     audit.append_on(connection, session.info, record, locked=True)
 

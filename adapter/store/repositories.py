@@ -6,11 +6,8 @@ repository it needs) and never a raw session.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cached_property
-from typing import Any
 
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from adapter.store.accounts import Accounts
@@ -20,54 +17,11 @@ from adapter.store.ebms_messages import EbmsMessages
 from adapter.store.messages import Messages
 from adapter.store.outbox import Outbox
 from adapter.store.receipts import Receipts
+from adapter.store.transaction import Transaction
 from adapter.store.wus_messages import WusMessages
 from adapter.store.zaken import Zaken
 
-
-class Transaction:
-    """One transaction's connection, and a session on it made only when first asked for.
-
-    A ValidateAbonnementen request runs Core statements only (the accounts lookup, its receipt
-    and audit entry), and making a session, beginning and ending its transaction cost as much
-    CPU as those statements. So the session is made when a repository that uses it (or a
-    caller of `Database.transaction`) first asks. It works in the same transaction: begun by
-    the session, when nothing ran on the connection yet, or else joined (then its commit
-    only flushes, and `commit` here commits the connection). Either way the transaction
-    begins at its first statement, as a session's does: on SQLite that is when the write
-    lock is taken.
-    """
-
-    def __init__(self, connection: Connection, sessions: Callable[..., Session]) -> None:
-        self.connection = connection
-        # The transaction's notes (as `Session.info`); once a session exists, its `info`.
-        self.info: dict[Any, Any] = {}
-        self._sessions = sessions
-        self._session: Session | None = None
-
-    @property
-    def session(self) -> Session:
-        if self._session is None:
-            session = self._sessions(bind=self.connection)
-            session.info.update(self.info)
-            self._session, self.info = session, session.info
-        return self._session
-
-    def flush(self) -> None:
-        """Write what the session holds, if there is a session."""
-        if self._session is not None:
-            self._session.flush()
-
-    def commit(self) -> None:
-        if self._session is not None:
-            self._session.commit()  # commits the connection's transaction if it began it
-        if self.connection.in_transaction():
-            self.connection.commit()
-
-    def close(self) -> None:
-        """End the session, rolling back a transaction it began; the caller closes the
-        connection, which rolls back any other."""
-        if self._session is not None:
-            self._session.close()
+__all__ = ["Repositories", "Transaction"]
 
 
 class Repositories:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
@@ -22,9 +22,7 @@ from sqlalchemy.orm import Session
 from adapter.errors import StoreConflict
 from adapter.store.engine import DriverStatement
 from adapter.store.models import WusMessage, table_of
-
-if TYPE_CHECKING:
-    from adapter.store.repositories import Transaction
+from adapter.store.transaction import Transaction, connection_of, session_of
 
 # The longest MessageID a claim can hold: the width of wus_messages.message_id.
 MESSAGE_ID_LENGTH = 255
@@ -90,13 +88,11 @@ class WusMessages:
 
     @property
     def _connection(self) -> Connection:
-        unit = self._unit
-        return unit.connection() if isinstance(unit, Session) else unit.connection
+        return connection_of(self._unit)
 
     @property
     def _session(self) -> Session:
-        unit = self._unit
-        return unit if isinstance(unit, Session) else unit.session
+        return session_of(self._unit)
 
     def earlier(
         self, sender_oin: str, message_id: str, seen_since: datetime
@@ -105,12 +101,11 @@ class WusMessages:
         repeat gets; None for a new use (never seen, or last used before the window: `record`
         then takes its row over).
 
-        On SQLite read before the transaction begins without beginning it, as the accounts
-        lookup is (adapter.store.accounts.Accounts).
+        A read that takes no write lock (`DriverStatement.read`), as the accounts lookup.
         """
         connection = self._connection
         key = {"claim_sender": sender_oin, "claim_message_id": message_id}
-        found = _FIND.rows(connection, key, begin=connection.dialect.name != "sqlite")
+        found = _FIND.read(connection, key)
         if not found:
             self._looked_up[(sender_oin, message_id)] = None
             return None
