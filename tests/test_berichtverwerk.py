@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+import tomllib
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,6 +87,12 @@ def test_a_mixed_batch_gets_a_code_per_bericht_and_only_the_good_ones_are_stored
     assert sent.codes == expected
     assert server.count("berichten") == before + 1
     assert server.count("berichten", f"bericht_id = '{good}'") == 1
+    # Every attachment was staged as the batch was read; the refused letter's is removed, and
+    # only the accepted one's content stays as a file.
+    blobs = Path(tomllib.loads(server.config.read_text())["ebms"]["blob_dir"])
+    refused = hashlib.sha256(b"PK\x03\x04 not a pdf" * 50).hexdigest()
+    assert not list(blobs.rglob(refused)) and not list(blobs.rglob(".incoming-*"))
+    assert list(blobs.rglob(hashlib.sha256(minimal_pdf(10_000)).hexdigest()))
 
     result = peer.wait_for("GLOBE-R-BV-Result", sent.message_id)
     counters, codes = result_codes(result)

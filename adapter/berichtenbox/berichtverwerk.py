@@ -24,6 +24,7 @@ from adapter.config import Organisation
 from adapter.receipts import BerichtUitkomst, Outcome
 from adapter.soap.xml import text_of
 from adapter.store.berichten import NewBericht, NewBijlage
+from adapter.store.blobs import Staging
 from adapter.store.repositories import Repositories
 from adapter.xmltime import utc_millis
 
@@ -121,15 +122,6 @@ class BatchContext:
     ebms_message_id: str
     general_attachments: Mapping[str, bytes]  # content-id -> bytes, resolved by the ebMS layer
     limits: BijlageLimits
-    # Each distinct attachment content is judged once per batch: a general PDF is referred to
-    # by every Bericht, and the same personal PDF often comes in many.
-    pdf_verdicts: dict[bytes, PdfVerdict] = field(default_factory=dict, compare=False, repr=False)
-
-    def pdf_verdict(self, content: bytes) -> PdfVerdict:
-        verdict = self.pdf_verdicts.get(content)
-        if verdict is None:
-            verdict = self.pdf_verdicts[content] = check_pdf(content)
-        return verdict
 
 
 def batch_failure(
@@ -152,9 +144,16 @@ def _moment(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # no offset reads as UTC
 
 
+class _Content(NamedTuple):
+    """An attachment's content, staged: what judging and storing a letter need of it."""
+
+    sha256: str
+    size: int  # bytes, decoded
+
+
 # Volgorde, Omschrijving and content of each of a Bericht's personal or general attachments: a
 # tuple, so that the letters with the same attachments (most in a batch) are judged once.
-_Attachments = tuple[tuple[int, str, bytes], ...]
+_Attachments = tuple[tuple[int, str, _Content], ...]
 # The code of each pair of personal and general attachments judged so far in a batch: their
 # sizes and PDF checks depend on nothing else of the letter.
 _AttachmentsJudged = dict[tuple[_Attachments, _Attachments], tuple[VerwerkingsCode, str | None]]
@@ -250,7 +249,7 @@ def _fields(parent: etree._Element, record: _Record) -> dict[str, str]:
 
 
 def _attachments(
-    parent: etree._Element, record: _Record, content: Callable[[dict[str, str]], bytes]
+    parent: etree._Element, record: _Record, content: Callable[[dict[str, str]], _Content]
 ) -> _Attachments:
     """Volgorde, Omschrijving and content of each attachment element inside `parent`."""
     found = []
@@ -273,25 +272,51 @@ def _decoded(text: str) -> bytes:
         return base64.b64decode("".join(text.split()), validate=True)
 
 
-class _Inline:
-    """Personal attachments' contents, each distinct Inhoud decoded and held once per batch.
+_RECENT_TEXTS = 8  # Inhoud texts remembered to find a repeat without decoding it (_Staged)
 
-    Leveranciers often send the same PDF to every citizen of a batch: decoding it once saves
-    the decoding, a copy per Bericht in memory, and makes every later look-up of that content
-    (its PDF verdict, its blob) one of the same object. Keyed by the text itself: a string
-    hashes and compares at memory speed, where a SHA-256 of its encoding cost more than a
-    third of reading the batch's letters. The texts kept are the distinct ones, each replacing
-    the tree's copy `_drop_inhoud` frees, and go with this object when the letters are read.
+
+class _Staged:
+    """A batch's attachment contents, each distinct one decoded, checked as a PDF and handed
+    to the blob store's staging once, as its letters are read: the letters then hold only
+    each content's digest and size, and no batch's attachments are all in memory together.
+
+    Leveranciers often send the same PDF to every citizen of a batch, so an Inhoud is looked
+    up by its text before it is decoded: a string hashes and compares at memory speed, where
+    decoding and a SHA-256 per Bericht cost more than a third of reading the letters. Only the
+    last _RECENT_TEXTS distinct texts are kept for that: a batch of distinct PDFs would
+    otherwise hold all its base64 once more. A text seen before them is decoded again, and
+    the staging still stores its content once. A general attachment is staged once per
+    content-id; the PDF check runs once per distinct content (`verdicts`).
     """
 
-    def __init__(self) -> None:
-        self.contents: dict[str, bytes] = {}
+    def __init__(self, staging: Staging, general: Mapping[str, bytes]) -> None:
+        self._staging = staging
+        self._general_parts = general
+        self._inline: dict[str, _Content] = {}  # recent Inhoud texts -> their content
+        self._general: dict[str, _Content] = {}  # content-id -> its content
+        self.verdicts: dict[str, PdfVerdict] = {}  # digest -> the PDF check of its content
 
-    def __call__(self, fields: dict[str, str]) -> bytes:
+    def _stage(self, data: bytes) -> _Content:
+        digest = self._staging.add(data)
+        if digest not in self.verdicts:
+            self.verdicts[digest] = check_pdf(data)
+        return _Content(digest, len(data))
+
+    def personal(self, fields: dict[str, str]) -> _Content:
         text = fields.get("Inhoud", "")
-        content = self.contents.get(text)
+        recent = self._inline
+        content = recent.get(text)
         if content is None:
-            content = self.contents[text] = _decoded(text)
+            if len(recent) >= _RECENT_TEXTS:
+                del recent[next(iter(recent))]  # the oldest: dicts keep insertion order
+            content = recent[text] = self._stage(_decoded(text))
+        return content
+
+    def general(self, fields: dict[str, str]) -> _Content:
+        cid = _cid(fields.get("Referentie", ""))
+        content = self._general.get(cid)
+        if content is None:
+            content = self._general[cid] = self._stage(self._general_parts[cid])
         return content
 
 
@@ -307,7 +332,7 @@ def _drop_inhoud(bijlagen: etree._Element) -> None:
             inhoud.text = None
 
 
-def _read_letter(element: etree._Element, general: Mapping[str, bytes], inline: _Inline) -> _Letter:
+def _read_letter(element: etree._Element, staged: _Staged) -> _Letter:
     info: dict[str, str] | None = None
     personal: _Attachments = ()
     shared: _Attachments = ()
@@ -316,10 +341,10 @@ def _read_letter(element: etree._Element, general: Mapping[str, bytes], inline: 
         if tag == _INFO:
             info = _fields(part, _LETTER_INFO)
         elif tag == _BIJLAGEN:
-            personal = _attachments(part, _PERSONAL, inline)
+            personal = _attachments(part, _PERSONAL, staged.personal)
             _drop_inhoud(part)
         elif tag == _ALGEMENE:
-            shared = _attachments(part, _GENERAL, lambda f: general[_cid(f.get("Referentie", ""))])
+            shared = _attachments(part, _GENERAL, staged.general)
     if info is None:  # the schema requires it; reaching this means it was not checked
         raise ValueError(f"{_INFO} ontbreekt in een niet gevalideerde batch")
     return _Letter(
@@ -368,6 +393,7 @@ def _judge(
     refused: Mapping[str, str],  # why, for each BSN the leverancier may not send post to
     taken: set[str],
     attachments_judged: _AttachmentsJudged,
+    verdicts: Mapping[str, PdfVerdict],
 ) -> tuple[VerwerkingsCode, str | None]:
     if letter.bericht_id in taken:
         return _BESTAAT_AL
@@ -391,24 +417,26 @@ def _judge(
     key = (letter.personal, letter.general)
     judged = attachments_judged.get(key)
     if judged is None:
-        judged = attachments_judged[key] = _judge_attachments(letter, ctx)
+        judged = attachments_judged[key] = _judge_attachments(letter, ctx, verdicts)
     return judged
 
 
-def _judge_attachments(letter: _Letter, ctx: BatchContext) -> tuple[VerwerkingsCode, str | None]:
-    if sum(len(content) for _, _, content in letter.personal) > ctx.limits.personal_bytes:
+def _judge_attachments(
+    letter: _Letter, ctx: BatchContext, verdicts: Mapping[str, PdfVerdict]
+) -> tuple[VerwerkingsCode, str | None]:
+    if sum(content.size for _, _, content in letter.personal) > ctx.limits.personal_bytes:
         return (
             VerwerkingsCode.BIJLAGE_TE_GROOT,
             f"persoonlijke bijlagen samen groter dan {ctx.limits.personal_bytes} bytes",
         )
-    if sum(len(content) for _, _, content in letter.general) > ctx.limits.general_bytes:
+    if sum(content.size for _, _, content in letter.general) > ctx.limits.general_bytes:
         return (
             VerwerkingsCode.BIJLAGE_TE_GROOT,
             f"algemene bijlagen samen groter dan {ctx.limits.general_bytes} bytes",
         )
     for soort, bijlagen in (("persoonlijke", letter.personal), ("algemene", letter.general)):
         for volgorde, _, content in bijlagen:
-            verdict = ctx.pdf_verdict(content)
+            verdict = verdicts[content.sha256]
             problem = verdict.problem
             if problem is None and verdict.pdfa is None and ctx.leverancier.require_pdfa:
                 problem = "is geen PDF/A: de XMP-metadata noemt geen pdfaid:part"
@@ -436,10 +464,16 @@ def _new_bericht(letter: _Letter, ctx: BatchContext, batch_id: str) -> NewBerich
     )
 
 
-def _new_bijlagen(letter: _Letter, ctx: BatchContext) -> list[NewBijlage]:
+def _new_bijlagen(letter: _Letter, verdicts: Mapping[str, PdfVerdict]) -> list[NewBijlage]:
     return [
         NewBijlage(
-            letter.bericht_id, soort, volgorde, omschrijving, content, ctx.pdf_verdict(content).pdfa
+            letter.bericht_id,
+            soort,
+            volgorde,
+            omschrijving,
+            content.sha256,
+            content.size,
+            verdicts[content.sha256].pdfa,
         )
         for soort, bijlagen in (("persoonlijk", letter.personal), ("algemeen", letter.general))
         for volgorde, omschrijving, content in bijlagen
@@ -450,39 +484,32 @@ def verwerk(repositories: Repositories, batch: etree._Element, ctx: BatchContext
     """Judge and store every Bericht of an XSD-valid batch; returns the code of each."""
     info = _fields(_child(batch, f"{_B}BatchInformatie"), _BATCH_INFO)
     batch_id = info.get("BatchID", "").lower()
-    aanmaak = _moment(info.get("AanmaakDatum")) or ctx.received_at
-    aanmaak_te_ver = ctx.received_at - aanmaak > DATE_WINDOW
-    # The ebMS layer has resolved every general attachment's cid. The base64 is checked here:
-    # libxml2's base64Binary skips characters outside the alphabet, which XSD does not allow,
-    # so such an Inhoud fails the schema and with it the whole batch, as the schema would.
-    inline = _Inline()
-    try:
-        letters = [
-            _read_letter(element, ctx.general_attachments, inline)
-            for element in batch.iterfind(f"{_L}Bericht")
-        ]
-    except binascii.Error:
-        why = "een Inhoud is geen base64 (xs:base64Binary)"
-        return batch_failure(
-            batch_id, ctx.leverancier.oin, VerwerkingsCode.XML_ONGELDIG, why, ctx.received_at
-        )
-    bsns = {letter.bsn for letter in letters}
-    refused = refusals(repositories.accounts, bsns, ctx.leverancier.oin, ctx.leverancier.by_law)
-    taken = repositories.berichten.existing_ids(lt.bericht_id for lt in letters)
-    results = []
-    accepted: list[NewBericht] = []
-    bijlagen: list[NewBijlage] = []
-    attachments_judged: _AttachmentsJudged = {}
-    for letter in letters:
-        code, reden = _judge(letter, ctx, aanmaak_te_ver, refused, taken, attachments_judged)
-        if code is VerwerkingsCode.VERWERKT:
-            accepted.append(_new_bericht(letter, ctx, batch_id))
-            if letter.personal or letter.general:
-                bijlagen += _new_bijlagen(letter, ctx)
-        results.append(BerichtResultaat(letter.bericht_id, letter.bericht_type, code, reden))
-        # A BerichtID offered twice in one batch: the second is a repeat of the first.
-        taken.add(letter.bericht_id)
-    repositories.berichten.add(accepted, bijlagen)
+    with repositories.berichten.staging() as staging:  # what is not kept is removed
+        letters, verdicts = _read_letters(batch, _Staged(staging, ctx.general_attachments))
+        if letters is None:
+            why = "een Inhoud is geen base64 (xs:base64Binary)"
+            return batch_failure(
+                batch_id, ctx.leverancier.oin, VerwerkingsCode.XML_ONGELDIG, why, ctx.received_at
+            )
+        aanmaak = _moment(info.get("AanmaakDatum")) or ctx.received_at
+        aanmaak_te_ver = ctx.received_at - aanmaak > DATE_WINDOW
+        bsns = {letter.bsn for letter in letters}
+        refused = refusals(repositories.accounts, bsns, ctx.leverancier.oin, ctx.leverancier.by_law)
+        taken = repositories.berichten.existing_ids(lt.bericht_id for lt in letters)
+        results = []
+        accepted: list[NewBericht] = []
+        bijlagen: list[NewBijlage] = []
+        judged: _AttachmentsJudged = {}
+        for letter in letters:
+            code, reden = _judge(letter, ctx, aanmaak_te_ver, refused, taken, judged, verdicts)
+            if code is VerwerkingsCode.VERWERKT:
+                accepted.append(_new_bericht(letter, ctx, batch_id))
+                if letter.personal or letter.general:
+                    bijlagen += _new_bijlagen(letter, verdicts)
+            results.append(BerichtResultaat(letter.bericht_id, letter.bericht_type, code, reden))
+            # A BerichtID offered twice in one batch: the second is a repeat of the first.
+            taken.add(letter.bericht_id)
+        repositories.berichten.add(accepted, bijlagen, staging)
     return BatchResultaat(
         batch_id=batch_id,
         leverancier=ctx.leverancier.oin,
@@ -490,6 +517,22 @@ def verwerk(repositories: Repositories, batch: etree._Element, ctx: BatchContext
         processed_at=datetime.now(UTC),
         berichten=tuple(results),
     )
+
+
+def _read_letters(
+    batch: etree._Element, staged: _Staged
+) -> tuple[list[_Letter] | None, dict[str, PdfVerdict]]:
+    """Every Bericht's fields, its attachments staged; None when an Inhoud is no base64.
+
+    The ebMS layer has resolved every general attachment's cid. The base64 is checked here:
+    libxml2's base64Binary skips characters outside the alphabet, which XSD does not allow,
+    so such an Inhoud fails the schema and with it the whole batch, as the schema would.
+    """
+    try:
+        letters = [_read_letter(element, staged) for element in batch.iterfind(f"{_L}Bericht")]
+    except binascii.Error:
+        return None, {}
+    return letters, staged.verdicts
 
 
 def _escaped(text: str) -> str:

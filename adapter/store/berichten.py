@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from adapter.store.blobs import BlobStore
+from adapter.store.blobs import BlobStore, Staging
 from adapter.store.engine import DriverStatement
 from adapter.store.models import Bericht, BerichtBijlage, Bijlage, table_of
 from adapter.store.transaction import Transaction, connection_of, session_of
@@ -51,7 +51,8 @@ class NewBijlage(NamedTuple):
     soort: str  # persoonlijk / algemeen
     volgorde: int
     omschrijving: str
-    content: bytes
+    sha256: str  # of the content, staged in the batch's `Berichten.staging()`
+    size: int  # bytes of the content
     pdfa: str | None = None  # the PDF/A part and conformance its XMP declares ("2A"), if any
 
 
@@ -183,7 +184,6 @@ _STORED_DIGESTS = _Stored(table_of(Bijlage).c.sha256)
 class _Contents(NamedTuple):
     """A batch's distinct attachment contents, on disk, and which of them have a row."""
 
-    digests: dict[bytes, str]  # content -> its SHA-256
     pdfa: dict[str, str | None]  # digest -> its declared PDF/A
     sizes: dict[str, int]  # digest -> bytes
     known: set[str]  # digests with a `bijlagen` row already
@@ -215,29 +215,41 @@ class Berichten:
         """Those of these BerichtIDs that are stored already (one query for a whole batch)."""
         return _STORED_BERICHT_IDS(self._connection, bericht_ids)
 
-    def add(self, berichten: Sequence[NewBericht], bijlagen: Sequence[NewBijlage]) -> None:
-        """Store accepted letters and their attachments (contents first, fsynced)."""
+    def staging(self) -> Staging:
+        """Where a batch hands its attachments' contents as it reads them; `add` keeps those
+        of the accepted letters, and closing it removes the rest (adapter.store.blobs)."""
+        return self.blobs.staging()
+
+    def add(
+        self,
+        berichten: Sequence[NewBericht],
+        bijlagen: Sequence[NewBijlage],
+        staging: Staging | None = None,
+    ) -> None:
+        """Store accepted letters and their attachments, whose contents `staging` holds
+        (made durable first)."""
         if not berichten:
             return
-        contents = self._store_contents(bijlagen) if bijlagen else None
+        contents = None
+        if bijlagen:
+            if staging is None:
+                raise ValueError("attachments need the staging that holds their contents")
+            contents = self._store_contents(bijlagen, staging)
         # Every column but `folder`, whose default ("postvak") the insert fills in.
         insert_many(self.session, table_of(Bericht), NewBericht._fields, berichten)
         if contents is not None:
             self._add_bijlagen(bijlagen, contents, berichten[0].received_at)
 
-    def _store_contents(self, bijlagen: Sequence[NewBijlage]) -> _Contents:
-        """Each distinct content written and hashed once; which of them have a row."""
-        distinct: dict[bytes, str | None] = {}  # content -> its declared PDF/A
-        for bijlage in bijlagen:
-            if bijlage.content not in distinct:
-                distinct[bijlage.content] = bijlage.pdfa
-        # Written and fsynced before the transaction that refers to them commits.
-        digests = dict(zip(distinct, self.blobs.put_many(list(distinct)), strict=True))
+    def _store_contents(self, bijlagen: Sequence[NewBijlage], staging: Staging) -> _Contents:
+        """Each distinct content made durable once; which of them have a row."""
         pdfa: dict[str, str | None] = {}
         sizes: dict[str, int] = {}
-        for content, digest in digests.items():
-            pdfa[digest], sizes[digest] = distinct[content], len(content)
-        return _Contents(digests, pdfa, sizes, _STORED_DIGESTS(self._connection, sizes))
+        for bijlage in bijlagen:
+            if bijlage.sha256 not in sizes:
+                pdfa[bijlage.sha256], sizes[bijlage.sha256] = bijlage.pdfa, bijlage.size
+        # Durable before the transaction that refers to them commits.
+        staging.keep(sizes)
+        return _Contents(pdfa, sizes, _STORED_DIGESTS(self._connection, sizes))
 
     def _add_bijlagen(
         self, bijlagen: Sequence[NewBijlage], contents: _Contents, now: datetime
@@ -248,7 +260,7 @@ class Berichten:
         may store the same PDF first at the same moment (or after it was looked up): ON
         CONFLICT DO NOTHING lets both succeed.
         """
-        digests, sizes = contents.digests, contents.sizes
+        sizes = contents.sizes
         new = [digest for digest in sizes if digest not in contents.known]
         if new:
             dialect = self.session.get_bind().dialect.name
@@ -272,8 +284,5 @@ class Berichten:
             self.session,
             table_of(BerichtBijlage),
             ("bericht_id", "soort", "volgorde", "sha256", "omschrijving"),
-            [
-                (b.bericht_id, b.soort, b.volgorde, digests[b.content], b.omschrijving)
-                for b in bijlagen
-            ],
+            [(b.bericht_id, b.soort, b.volgorde, b.sha256, b.omschrijving) for b in bijlagen],
         )

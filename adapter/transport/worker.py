@@ -8,9 +8,11 @@ handshakes and slow requests never occupy the threads that run the app.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import ssl
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,28 @@ log = logging.getLogger("adapter.server")
 _HEARTBEAT_SECONDS = 1.0
 _CRL_CHECK_BEATS = 2  # the CRL file is looked at every this many heartbeats
 _DEFAULT_BODY_LIMIT = 65536  # a path the app does not name a limit for (GET, unknown paths)
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_MMAP_THRESHOLD = 128 * 1024  # glibc's default, kept fixed
+
+
+def _fix_mmap_threshold() -> None:
+    """Keep every allocation of 128 KiB or more a mapping of its own, unmapped when freed.
+
+    glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), and
+    from then on serves such blocks from the heap, where they stay when freed, fragmented: a
+    worker that had read one 100 MiB batch (its text nodes of 340 KB each) took 100 MiB more
+    for the next one. With the threshold fixed, its peak for two such batches is that of one.
+    """
+    if sys.platform != "linux":
+        return
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:  # glibc's; elsewhere the allocator is left as it is
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 class FrontWorker(Worker):  # type: ignore[misc]
     def run(self) -> None:
+        _fix_mmap_threshold()
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:

@@ -74,6 +74,30 @@ def test_a_failed_put_many_leaves_no_temporary_file(tmp_path: Path) -> None:
     assert store.put_many([b"eerste"]) == [hashlib.sha256(b"eerste").hexdigest()]
 
 
+def test_a_staging_keeps_what_it_is_told_to_and_removes_the_rest(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    already = store.put(b"al bewaard")
+    with store.staging() as staging:
+        kept, dropped = staging.add(b"aanvaard"), staging.add(b"geweigerd")
+        assert staging.add(b"aanvaard") == kept and staging.add(b"al bewaard") == already
+        with pytest.raises(BlobMissing):  # staged, not yet found under its hash
+            store.get(kept)
+        staging.keep([kept, already])
+        assert store.get(kept) == b"aanvaard"
+    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert files == sorted([kept, already]) and dropped not in files
+    assert dropped == hashlib.sha256(b"geweigerd").hexdigest()
+
+
+def test_a_staging_left_by_a_failure_removes_everything_it_wrote(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    with pytest.raises(RuntimeError), store.staging() as staging:
+        for number in range(100):  # more than may wait for their write at once
+            staging.add(b"inhoud %d" % number)
+        raise RuntimeError("de batch faalt")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
 def test_a_missing_blob_is_blob_missing_which_is_a_file_not_found(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path)
     with pytest.raises(BlobMissing):

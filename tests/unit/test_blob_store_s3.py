@@ -74,6 +74,16 @@ def test_put_many_puts_each_distinct_content_once_and_answers_in_order(
     assert [store.get(d) for d in digests] == contents
 
 
+def test_a_staging_puts_only_what_it_keeps(endpoint: S3Endpoint, store: S3BlobStore) -> None:
+    with store.staging() as staging:
+        kept, dropped = staging.add(b"aanvaard"), staging.add(b"geweigerd")
+        assert objects(endpoint, store) == []  # nothing leaves before the batch is judged
+        staging.keep([kept])
+    assert objects(endpoint, store) == [store.key(kept)]
+    with pytest.raises(BlobMissing):
+        store.get(dropped)
+
+
 def test_a_missing_object_is_blob_missing(store: S3BlobStore) -> None:
     with pytest.raises(BlobMissing):
         store.get("0" * 64)

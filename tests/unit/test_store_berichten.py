@@ -5,7 +5,7 @@ the whole transaction as a StoreConflict with nothing of it kept."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -99,9 +99,10 @@ def test_a_content_shared_by_many_letters_is_one_bijlagen_row_and_one_link_each(
     now = datetime.now(UTC)
     ids = [str(uuid.uuid4()) for _ in range(4)]
     content = minimal_pdf(1_000 + len(ids[0]))  # a size no other test stores
-    bijlagen = [NewBijlage(i, "algemeen", 1, "folder", content, "2B") for i in ids]
-    with database.repositories() as repositories:
-        repositories.berichten.add([letter(i, now) for i in ids], bijlagen)
+    with database.repositories() as repositories, repositories.berichten.staging() as staging:
+        digest = staging.add(content)
+        bijlagen = [NewBijlage(i, "algemeen", 1, "folder", digest, len(content), "2B") for i in ids]
+        repositories.berichten.add([letter(i, now) for i in ids], bijlagen, staging)
     with database.transaction() as session:
         links = list(
             session.scalars(select(BerichtBijlage).where(BerichtBijlage.bericht_id.in_(ids)))
@@ -149,18 +150,19 @@ def test_on_sqlite_the_write_lock_is_taken_by_the_first_insert_after_the_files(
         assert repositories.berichten.existing_ids(ids) == set()
         assert connection.in_transaction() is not sqlite
         began_when_stored: list[bool] = []
-        put_many = database.blobs.put_many  # type: ignore[union-attr]
+        with repositories.berichten.staging() as staging:
+            digest = staging.add(content)
+            keep = staging.keep
 
-        def watched(contents: list[bytes]) -> list[str]:
-            began_when_stored.append(connection.in_transaction())
-            return put_many(contents)
+            def watched(digests: Collection[str]) -> None:
+                began_when_stored.append(connection.in_transaction())
+                keep(digests)
 
-        database.blobs.put_many = watched  # type: ignore[union-attr,method-assign]
-        try:
-            bijlagen = [NewBijlage(i, "persoonlijk", 1, "brief", content, None) for i in ids]
-            repositories.berichten.add([letter(i, now) for i in ids], bijlagen)
-        finally:
-            del database.blobs.put_many  # type: ignore[union-attr]
+            staging.keep = watched  # type: ignore[method-assign]
+            bijlagen = [
+                NewBijlage(i, "persoonlijk", 1, "brief", digest, len(content), None) for i in ids
+            ]
+            repositories.berichten.add([letter(i, now) for i in ids], bijlagen, staging)
         assert began_when_stored == [not sqlite]
         assert connection.in_transaction()
     assert count(database, ids) == 2
