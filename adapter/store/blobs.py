@@ -124,6 +124,12 @@ def _fsync_directories(directories: Collection[Path]) -> None:
         raise failure
 
 
+def _require_added(digests: Collection[str], added: Collection[str]) -> None:
+    unknown = set(digests).difference(added)
+    if unknown:  # a row would refer to a content nobody stored
+        raise ValueError(f"{len(unknown)} digest(s) to keep were never added to this staging")
+
+
 def _put_many(store: BlobStore, contents: Sequence[bytes]) -> list[str]:
     with store.staging() as staging:
         digests = [staging.add(data) for data in contents]
@@ -182,8 +188,8 @@ class _LocalStaging:
         return digest
 
     def keep(self, digests: Collection[str]) -> None:
-        writes = {digest: self._writes.get(digest) for digest in set(digests)}
-        pending = {digest: write for digest, write in writes.items() if write is not None}
+        _require_added(digests, self._writes)
+        pending = {d: write for d in set(digests) if (write := self._writes[d]) is not None}
         failure = next((w.exception() for w in pending.values() if w.exception()), None)
         if failure is not None:
             raise failure  # close removes every temporary file
@@ -352,7 +358,7 @@ class _HeldStaging:
 
     def __init__(self, store: S3BlobStore) -> None:
         self._store = store
-        self._held: dict[str, bytes] = {}
+        self._held: dict[str, bytes | None] = {}  # digest -> content; None once put
 
     def __enter__(self) -> _HeldStaging:
         return self
@@ -371,10 +377,12 @@ class _HeldStaging:
         return digest
 
     def keep(self, digests: Collection[str]) -> None:
+        _require_added(digests, self._held)
         for digest in set(digests):
-            data = self._held.pop(digest, None)
+            data = self._held[digest]
             if data is not None:
                 self._store.put(data)
+                self._held[digest] = None  # put: kept
 
 
 def open_blob_store(config: BlobConfig) -> BlobStore:

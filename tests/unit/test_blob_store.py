@@ -84,6 +84,8 @@ def test_a_staging_keeps_what_it_is_told_to_and_removes_the_rest(tmp_path: Path)
             store.get(kept)
         staging.keep([kept, already])
         assert store.get(kept) == b"aanvaard"
+        with pytest.raises(ValueError, match="never added"):
+            staging.keep(["0" * 64])
     files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
     assert files == sorted([kept, already]) and dropped not in files
     assert dropped == hashlib.sha256(b"geweigerd").hexdigest()
