@@ -6,7 +6,7 @@ and answers one Abonnement per Klant, in request order (SPEC Part B/C).
 
 from __future__ import annotations
 
-import copy
+import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -73,14 +73,40 @@ def read_aanvraag(
     klanten = [] if klanten_element is None else klanten_element.findall(f"{{{SHR}}}Klant")
     if not 1 <= len(klanten) <= max_klanten:
         raise InvalidRequest(f"{len(klanten)} klanten; toegestaan is 1 tot en met {max_klanten}")
-    keys = []
-    for position, klant in enumerate(klanten, start=1):
-        key = _text(klant, f"{{{SHR}}}Key")
+    keys: list[str | None] | list[str] | None = _plain_keys(klanten_element, len(klanten))
+    if keys is None:
+        keys = [_text(klant, f"{{{SHR}}}Key") for klant in klanten]
+    checked = []
+    for position, key in enumerate(keys, start=1):
         if not key or not is_bsn(key):
             # Only the position: a full BSN does not belong in a fault that may be logged.
             raise InvalidRequest(f"Klant {position}: Key is geen geldig BSN (elfproef)")
-        keys.append(key)
-    return Aanvraag(leverancier, type_code, tuple(keys))
+        checked.append(key)
+    return Aanvraag(leverancier, type_code, tuple(checked))
+
+
+class _KeyPaths(threading.local):
+    """Keys that are one text node each, not nil (nearly every request's), read in two XPath
+    calls instead of a look-up and a text per Klant: a third of reading 250 Klanten. The
+    schema lets a Klant hold one Key at most, so as many such Keys as Klanten means one in
+    each, in order. Compiled per thread, as lxml's XPath evaluators are not to be shared."""
+
+    def __init__(self) -> None:
+        paths = {"k": SHR, "xsi": XSI_NIL[1:].partition("}")[0]}
+        self.count = etree.XPath(
+            "count(k:Klant/k:Key[not(@xsi:nil)][count(node()) = 1][text()])", namespaces=paths
+        )
+        self.texts = etree.XPath("k:Klant/k:Key/text()", namespaces=paths, smart_strings=False)
+
+
+_key_paths = _KeyPaths()
+
+
+def _plain_keys(klanten: etree._Element | None, count: int) -> list[str] | None:
+    """Each Klant's Key, stripped, when every Klant has a plain one; else None."""
+    if klanten is None or _key_paths.count(klanten) != count:
+        return None
+    return [text.strip() for text in _key_paths.texts(klanten)]
 
 
 def why_not_receiving(bsn: str, standing: AccountStanding | None) -> str:
@@ -107,29 +133,28 @@ def refusals(accounts: Accounts, bsns: Collection[str], oin: str, by_law: bool) 
     }
 
 
+# The answer as text, parsed once: building an element per field, or copying one Abonnement
+# per Klant, cost three to five times as much for 250 Klanten. Keys are checked BSNs (nine
+# ASCII digits), so nothing in it needs escaping; the parsed tree is the one those built.
+_RESPONSE_OPEN = (
+    f'<ValidateAbonnementenResponse xmlns="{SVC}" xmlns:t="{TYP}" xmlns:k="{SHR}">'
+    "<ValidateAbonnementenResult>"
+)
+_RESPONSE_CLOSE = "</ValidateAbonnementenResult></ValidateAbonnementenResponse>"
+_ABONNEMENT = (
+    "<t:Abonnement><t:klant><k:Key>{}</k:Key><k:Rol>Burger</k:Rol></t:klant>"
+    "<t:isBerichtSturen>{}</t:isBerichtSturen></t:Abonnement>"
+)
+
+
 def answer(accounts: Accounts, aanvraag: Aanvraag, by_law: bool) -> etree._Element:
     """The ValidateAbonnementenResponse for a checked request, for the leverancier's OIN."""
     allowed = accounts.may_receive(aanvraag.keys, aanvraag.berichtleverancier_code, by_law)
-    response = etree.Element(
-        f"{{{SVC}}}ValidateAbonnementenResponse", nsmap={None: SVC, "t": TYP, "k": SHR}
+    abonnementen = "".join(
+        _ABONNEMENT.format(key, "true" if allowed[key] else "false") for key in aanvraag.keys
     )
-    result = etree.SubElement(response, f"{{{SVC}}}ValidateAbonnementenResult")
-    # One Abonnement made element by element, then copied per Klant: a namespaced
-    # SubElement looks its namespace up through its ancestors, and five per Klant cost three
-    # times the copies (1.7 against 0.5 ms for 250 Klanten). Made inside the response, so the
-    # copies use its namespace declarations and declare none of their own.
-    template = etree.SubElement(result, f"{{{TYP}}}Abonnement")
-    klant = etree.SubElement(template, f"{{{TYP}}}klant")
-    etree.SubElement(klant, f"{{{SHR}}}Key")
-    etree.SubElement(klant, f"{{{SHR}}}Rol").text = "Burger"
-    etree.SubElement(template, f"{{{TYP}}}isBerichtSturen")
-    result.remove(template)
-    for key in aanvraag.keys:
-        abonnement = copy.copy(template)
-        abonnement[0][0].text = key
-        abonnement[1].text = "true" if allowed[key] else "false"
-        result.append(abonnement)
-    return response
+    # lxml's default parser: one per thread, and this text is ours.
+    return etree.fromstring(_RESPONSE_OPEN + abonnementen + _RESPONSE_CLOSE)
 
 
 @dataclass(frozen=True)
