@@ -25,7 +25,7 @@ from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, Self
 
 from adapter.config import BlobConfig
 from adapter.errors import StoreUnavailable
@@ -124,6 +124,24 @@ def _fsync_directories(directories: Collection[Path]) -> None:
         raise failure
 
 
+class _Closing:
+    """A staging as a context manager: closed at the end of the block, however it ends."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
 def _require_added(digests: Collection[str], added: Collection[str]) -> None:
     unknown = set(digests).difference(added)
     if unknown:  # a row would refer to a content nobody stored
@@ -137,7 +155,7 @@ def _put_many(store: BlobStore, contents: Sequence[bytes]) -> list[str]:
     return digests
 
 
-class _LocalStaging:
+class _LocalStaging(_Closing):
     """A staging area in a local directory: each content written to a temporary file beside
     its final name and fsynced, up to _PARALLEL_WRITES at once, while the caller reads on;
     `keep` renames the kept into place and fsyncs their directories.
@@ -154,17 +172,6 @@ class _LocalStaging:
         # digest -> the write of its temporary file; None once kept, or when already stored.
         self._writes: dict[str, Future[tuple[str, Path]] | None] = {}
         self._made: set[Path] = set()  # directories that gained a directory made here
-
-    def __enter__(self) -> _LocalStaging:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def add(self, data: bytes) -> str:
         digest = _digest(data)
@@ -349,7 +356,7 @@ class S3BlobStore:
             log.warning("blob %s not removed from the blob store: %s", sha256, exc)
 
 
-class _HeldStaging:
+class _HeldStaging(_Closing):
     """Staging for an object store: the contents are held until `keep` PUTs the kept ones.
 
     An upload begun before the batch is judged would leave the contents of refused letters
@@ -360,21 +367,13 @@ class _HeldStaging:
         self._store = store
         self._held: dict[str, bytes | None] = {}  # digest -> content; None once put
 
-    def __enter__(self) -> _HeldStaging:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._held.clear()
-
     def add(self, data: bytes) -> str:
         digest = _digest(data)
         self._held.setdefault(digest, data)
         return digest
+
+    def close(self) -> None:
+        self._held.clear()
 
     def keep(self, digests: Collection[str]) -> None:
         _require_added(digests, self._held)
