@@ -17,11 +17,13 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
 
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from adapter.admin import CrlStatus, Heartbeat, start_admin
@@ -207,9 +209,24 @@ def run_scheduler(config_file: Path) -> None:
     schedule_crl_refresh(scheduler, config.tls, crl_status)
     admin = start_admin(config, database, heartbeat, crl_status)
 
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        scheduler.shutdown(wait=False)
+    stopping = threading.Event()
 
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        # Only this, in the handler: the signal may land while the main thread is inside the
+        # scheduler submitting a job, holding its executor's locks, which the scheduler's
+        # shutdown takes too; called here it waited for the main thread itself, forever.
+        stopping.set()
+
+    def shut_down_when_asked() -> None:
+        stopping.wait()
+        while True:
+            try:
+                scheduler.shutdown(wait=False)
+                return
+            except SchedulerNotRunningError:  # asked before it started
+                time.sleep(0.05)
+
+    threading.Thread(target=shut_down_when_asked, name="stop", daemon=True).start()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("scheduler started: outbox every %ss", config.ebms.outbox_poll_seconds)
