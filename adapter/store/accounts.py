@@ -28,7 +28,7 @@ from stdnum.nl import bsn as bsn_number
 from adapter.errors import AdapterError
 from adapter.store.engine import DriverStatement
 from adapter.store.models import Account, Subscription, SubscriptionChange, table_of
-from adapter.store.transaction import Transaction, connection_of, session_of
+from adapter.store.transaction import InUnit
 
 # BSNs per query when an organisation's subscribers or changes are read page by page: enough
 # to keep the round trips few, few enough to keep memory flat for a million.
@@ -205,7 +205,7 @@ def _receiving(
     }
 
 
-class Accounts:
+class Accounts(InUnit):
     """The accounts repository of one transaction.
 
     On SQLite, `may_receive` and `standing` read before the transaction has begun without
@@ -216,20 +216,13 @@ class Accounts:
     PostgreSQL does; once the transaction has begun, they read in it.
     """
 
-    def __init__(self, session: Session | Transaction) -> None:
-        self._unit = session
-
-    @property
-    def session(self) -> Session:
-        return session_of(self._unit)
-
     def may_receive(self, bsns: Iterable[str], oin: str, by_law: bool) -> dict[str, bool]:
         wanted = set(bsns)
         return _receiving(wanted, self.standing(wanted, oin), by_law)
 
     def standing(self, bsns: Iterable[str], oin: str) -> dict[str, AccountStanding]:
         # A transaction's connection: the lookup needs no session (Transaction).
-        return standing(connection_of(self._unit), bsns, oin)
+        return standing(self.connection, bsns, oin)
 
     def upsert(self, rows: Sequence[AccountRow], now: datetime | None = None) -> None:
         upsert_accounts(self.session, rows, now)

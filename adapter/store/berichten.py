@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from adapter.store.blobs import BlobStore, Staging
 from adapter.store.engine import DriverStatement
 from adapter.store.models import Bericht, BerichtBijlage, Bijlage, table_of
-from adapter.store.transaction import Transaction, connection_of, session_of
+from adapter.store.transaction import InUnit, Transaction
 
 
 class NewBericht(NamedTuple):
@@ -189,7 +189,7 @@ class _Contents(NamedTuple):
     known: set[str]  # digests with a `bijlagen` row already
 
 
-class Berichten:
+class Berichten(InUnit):
     """The letters repository of one transaction.
 
     On SQLite a transaction holds the database's one write lock from its first statement to
@@ -200,20 +200,12 @@ class Berichten:
     """
 
     def __init__(self, unit: Session | Transaction, blobs: BlobStore) -> None:
-        self._unit = unit
+        super().__init__(unit)
         self.blobs = blobs
-
-    @property
-    def session(self) -> Session:
-        return session_of(self._unit)
-
-    @property
-    def _connection(self) -> Connection:
-        return connection_of(self._unit)
 
     def existing_ids(self, bericht_ids: Iterable[str]) -> set[str]:
         """Those of these BerichtIDs that are stored already (one query for a whole batch)."""
-        return _STORED_BERICHT_IDS(self._connection, bericht_ids)
+        return _STORED_BERICHT_IDS(self.connection, bericht_ids)
 
     def staging(self) -> Staging:
         """Where a batch hands its attachments' contents as it reads them; `add` keeps those
@@ -249,7 +241,7 @@ class Berichten:
                 pdfa[bijlage.sha256], sizes[bijlage.sha256] = bijlage.pdfa, bijlage.size
         # Durable before the transaction that refers to them commits.
         staging.keep(sizes)
-        return _Contents(pdfa, sizes, _STORED_DIGESTS(self._connection, sizes))
+        return _Contents(pdfa, sizes, _STORED_DIGESTS(self.connection, sizes))
 
     def _add_bijlagen(
         self, bijlagen: Sequence[NewBijlage], contents: _Contents, now: datetime

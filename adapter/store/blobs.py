@@ -148,6 +148,17 @@ def _require_added(digests: Collection[str], added: Collection[str]) -> None:
         raise ValueError(f"{len(unknown)} digest(s) to keep were never added to this staging")
 
 
+def _make_parents(target: Path) -> list[Path]:
+    """Make the hash-prefix directories `target` needs; the directories that so gained an
+    entry (the parent of each one made)."""
+    parent = target.parent
+    if parent.is_dir():
+        return []
+    made = [d for d in (parent.parent, parent) if not d.is_dir()]
+    parent.mkdir(parents=True, exist_ok=True)
+    return [d.parent for d in made]
+
+
 def _put_many(store: BlobStore, contents: Sequence[bytes]) -> list[str]:
     with store.staging() as staging:
         digests = [staging.add(data) for data in contents]
@@ -181,7 +192,7 @@ class _LocalStaging(_Closing):
         if target.exists():
             self._writes[digest] = None
             return digest
-        self._made.update(self._store._made_parents(target))
+        self._made.update(_make_parents(target))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(_PARALLEL_WRITES, thread_name_prefix="blob-write")
         self._room.acquire()
@@ -243,16 +254,6 @@ class LocalBlobStore:
 
     def staging(self) -> _LocalStaging:
         return _LocalStaging(self)
-
-    def _made_parents(self, target: Path) -> list[Path]:
-        """Make the hash-prefix directories `target` needs; the directories that so gained
-        an entry (the parent of each one made)."""
-        parent = target.parent
-        if parent.is_dir():
-            return []
-        made = [d for d in (parent.parent, parent) if not d.is_dir()]
-        parent.mkdir(parents=True, exist_ok=True)
-        return [d.parent for d in made]
 
     def get(self, sha256: str) -> bytes:
         try:

@@ -2,7 +2,8 @@
 made only when a repository needs one.
 
 A repository is handed either this or a plain `Session` (by the store's own callers and the
-tests); `session_of` and `connection_of` give it what it needs from either.
+tests); `session_of` and `connection_of` give it what it needs from either, and `InUnit` is
+the base of the repositories that take both.
 """
 
 from __future__ import annotations
@@ -68,3 +69,20 @@ def session_of(unit: Session | Transaction) -> Session:
 def connection_of(unit: Session | Transaction) -> Connection:
     """The connection `unit` works on; a Transaction's without making a session."""
     return unit.connection() if isinstance(unit, Session) else unit.connection
+
+
+class InUnit:
+    """A repository working in one unit: a `Transaction`, or a plain `Session`."""
+
+    def __init__(self, unit: Session | Transaction) -> None:
+        self._unit = unit
+
+    @property
+    def session(self) -> Session:
+        """The unit's ORM session (a Transaction makes it on first use)."""
+        return session_of(self._unit)
+
+    @property
+    def connection(self) -> Connection:
+        """The unit's connection, without making a session."""
+        return connection_of(self._unit)

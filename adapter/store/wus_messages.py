@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from adapter.errors import StoreConflict
 from adapter.store.engine import DriverStatement
 from adapter.store.models import WusMessage, table_of
-from adapter.store.transaction import Transaction, connection_of, session_of
+from adapter.store.transaction import InUnit, Transaction
 
 # The longest MessageID a claim can hold: the width of wus_messages.message_id.
 MESSAGE_ID_LENGTH = 255
@@ -78,21 +78,13 @@ _TAKE_OVER = DriverStatement(
 )
 
 
-class WusMessages:
+class WusMessages(InUnit):
     """The WUS MessageID repository of one transaction."""
 
     def __init__(self, unit: Session | Transaction) -> None:
-        self._unit = unit
+        super().__init__(unit)
         # What `earlier` found per (sender, MessageID): the row a claim takes over, or None.
         self._looked_up: dict[tuple[str, str], int | None] = {}
-
-    @property
-    def _connection(self) -> Connection:
-        return connection_of(self._unit)
-
-    @property
-    def _session(self) -> Session:
-        return session_of(self._unit)
 
     def earlier(
         self, sender_oin: str, message_id: str, seen_since: datetime
@@ -103,7 +95,7 @@ class WusMessages:
 
         A read that takes no write lock (`DriverStatement.read`), as the accounts lookup.
         """
-        connection = self._connection
+        connection = self.connection
         key = {"claim_sender": sender_oin, "claim_message_id": message_id}
         found = _FIND.read(connection, key)
         if not found:
@@ -139,7 +131,7 @@ class WusMessages:
         if row is None:
             # A concurrent copy's insert fails here on the unique key, not at commit.
             _INSERT.execute(
-                self._connection,
+                self.connection,
                 {
                     **values,
                     "sender_oin": sender_oin,
@@ -151,7 +143,7 @@ class WusMessages:
             )
             return
         taken = _TAKE_OVER.execute(
-            self._connection,
+            self.connection,
             {
                 "claim_row": row,
                 "claim_seen_since": seen_since,
@@ -167,7 +159,7 @@ class WusMessages:
 
     def purge(self, before: datetime) -> int:
         """Forget MessageIDs last used before `before` (past the window); returns how many."""
-        removed: Any = self._session.execute(
+        removed: Any = self.session.execute(
             delete(_MESSAGES).where(_MESSAGES.c.received_at < before)
         )
         return max(int(removed.rowcount or 0), 0)

@@ -243,7 +243,7 @@ def test_the_look_up_on_sqlite_takes_no_write_lock(database: Database) -> None:
     # transaction, whose BEGIN IMMEDIATE would hold every other writer up until its commit.
     with database.repositories() as repositories:
         repositories.wus_messages.earlier(GEMEENTE, "urn:uuid:1", NOW - WINDOW)
-        began = repositories.wus_messages._connection.in_transaction()
+        began = repositories.wus_messages.connection.in_transaction()
     assert began is not is_sqlite(database.url)
 
 

@@ -146,7 +146,7 @@ def test_on_sqlite_the_write_lock_is_taken_by_the_first_insert_after_the_files(
     content = minimal_pdf(2_000 + len(ids[0]))
     sqlite = database.url.startswith("sqlite")
     with database.repositories() as repositories:
-        connection = repositories.berichten._connection
+        connection = repositories.berichten.connection
         assert repositories.berichten.existing_ids(ids) == set()
         assert connection.in_transaction() is not sqlite
         began_when_stored: list[bool] = []
