@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from adapter.bsn import is_bsn
+from adapter.bsn import first_invalid, is_bsn
 from adapter.config import Organisation, Organisations
 from adapter.errors import InvalidRequest
 from adapter.soap.wus import Call, Operation, WusService, message_detail
@@ -73,16 +73,14 @@ def read_aanvraag(
     klanten = [] if klanten_element is None else klanten_element.findall(f"{{{SHR}}}Klant")
     if not 1 <= len(klanten) <= max_klanten:
         raise InvalidRequest(f"{len(klanten)} klanten; toegestaan is 1 tot en met {max_klanten}")
-    keys: list[str | None] | list[str] | None = _plain_keys(klanten_element, len(klanten))
+    keys = _plain_keys(klanten_element, len(klanten))
     if keys is None:
-        keys = [_text(klant, f"{{{SHR}}}Key") for klant in klanten]
-    checked = []
-    for position, key in enumerate(keys, start=1):
-        if not key or not is_bsn(key):
-            # Only the position: a full BSN does not belong in a fault that may be logged.
-            raise InvalidRequest(f"Klant {position}: Key is geen geldig BSN (elfproef)")
-        checked.append(key)
-    return Aanvraag(leverancier, type_code, tuple(checked))
+        keys = [_text(klant, f"{{{SHR}}}Key") or "" for klant in klanten]
+    invalid = first_invalid(keys)
+    if invalid is not None:
+        # Only the position: a full BSN does not belong in a fault that may be logged.
+        raise InvalidRequest(f"Klant {invalid + 1}: Key is geen geldig BSN (elfproef)")
+    return Aanvraag(leverancier, type_code, tuple(keys))
 
 
 class _KeyPaths(threading.local):
@@ -106,7 +104,7 @@ def _plain_keys(klanten: etree._Element | None, count: int) -> list[str] | None:
     """Each Klant's Key, stripped, when every Klant has a plain one; else None."""
     if klanten is None or _key_paths.count(klanten) != count:
         return None
-    return [text.strip() for text in _key_paths.texts(klanten)]
+    return list(map(str.strip, _key_paths.texts(klanten)))
 
 
 def why_not_receiving(bsn: str, standing: AccountStanding | None) -> str:
@@ -141,18 +139,21 @@ _RESPONSE_OPEN = (
     "<ValidateAbonnementenResult>"
 )
 _RESPONSE_CLOSE = "</ValidateAbonnementenResult></ValidateAbonnementenResponse>"
-_ABONNEMENT = (
-    "<t:Abonnement><t:klant><k:Key>{}</k:Key><k:Rol>Burger</k:Rol></t:klant>"
-    "<t:isBerichtSturen>{}</t:isBerichtSturen></t:Abonnement>"
-)
+# One Abonnement is its opening, the Key, and one of two endings: pieces added, which cost a
+# seventh of formatting a template for each of 250 Klanten.
+_ABONNEMENT_OPEN = "<t:Abonnement><t:klant><k:Key>"
+_ABONNEMENT_ENDS = {
+    allowed: "</k:Key><k:Rol>Burger</k:Rol></t:klant>"
+    f"<t:isBerichtSturen>{'true' if allowed else 'false'}</t:isBerichtSturen></t:Abonnement>"
+    for allowed in (True, False)
+}
 
 
 def answer(accounts: Accounts, aanvraag: Aanvraag, by_law: bool) -> etree._Element:
     """The ValidateAbonnementenResponse for a checked request, for the leverancier's OIN."""
     allowed = accounts.may_receive(aanvraag.keys, aanvraag.berichtleverancier_code, by_law)
-    abonnementen = "".join(
-        _ABONNEMENT.format(key, "true" if allowed[key] else "false") for key in aanvraag.keys
-    )
+    ends = _ABONNEMENT_ENDS
+    abonnementen = "".join([_ABONNEMENT_OPEN + key + ends[allowed[key]] for key in aanvraag.keys])
     # lxml's default parser: one per thread, and this text is ours.
     return etree.fromstring(_RESPONSE_OPEN + abonnementen + _RESPONSE_CLOSE)
 

@@ -41,6 +41,7 @@ from urllib.parse import unquote
 import h11
 
 from adapter.errors import BodyUnreadable
+from adapter.transport.balance import ConnectionShare
 from adapter.transport.identity import CLIENT_CERT_KEY
 
 log = logging.getLogger("adapter.front")
@@ -53,6 +54,9 @@ _SPOOL_IN_MEMORY = 1 << 20  # bodies above this wait for the app in a temporary 
 _LINGER_BYTES = 1 << 30  # we never discard more than this after refusing an unread body
 _TIMEOUT_ANSWER = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 _BUSY_TEXT = b"503 te veel grote berichten tegelijk; probeer het later opnieuw\n"
+# How long a worker that holds more connections than another leaves a new one to that worker;
+# after it, the connection is taken anyway (that worker may be busy, or hung).
+_DEFER_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -156,9 +160,11 @@ class Front:
         limits: FrontLimits,
         pool: Executor,
         body_limit: BodyLimit,
+        share: ConnectionShare | None = None,
     ) -> None:
         self.app, self.context, self.limits = app, context, limits
         self.pool, self.body_limit = pool, body_limit
+        self.share = share  # this worker's count among the workers on one socket, if any
         self.budget = _BodyBudget(limits.bytes_in_flight, limits.small_body_bytes)
         self.per_address: Counter[str] = Counter()
         self.stopping = False  # requests in progress are answered with Connection: close
@@ -185,8 +191,10 @@ class Front:
         self.stopping = True
         for task in self._accepting:
             task.cancel()
+        if self.share is not None:
+            self.share.stop_accepting()
         for listener in self._listeners:
-            listener.close()  # the kernel then routes new connections to the other workers
+            listener.close()  # this worker's descriptor; the others keep accepting on theirs
         for task, busy in list(self._connections.items()):
             if not busy:
                 task.cancel()
@@ -198,12 +206,19 @@ class Front:
     async def _accept(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            await _readable(loop, listener)
+            if self.share is not None and self.share.others_hold_fewer(len(self._connections)):
+                # Every worker wakes for the connection: let one holding fewer take it.
+                await asyncio.sleep(_DEFER_SECONDS)
             try:
-                raw, address = await loop.sock_accept(listener)
+                raw, address = listener.accept()
+            except BlockingIOError:
+                continue  # another worker took it
             except OSError as exc:  # EMFILE and the like: back off instead of spinning
                 log.warning("accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
+            raw.setblocking(False)
             ip = str(address[0])
             if self.per_address[ip] >= self.limits.per_address:
                 log.info("refused a connection from %s: %d already open", ip, self.per_address[ip])
@@ -219,12 +234,18 @@ class Front:
             task = asyncio.create_task(self._connection(raw, address))
             self._connections[task] = False
             task.add_done_callback(functools.partial(self._forget, ip=ip))
+            self._hold()
 
     def _forget(self, task: asyncio.Task[None], ip: str) -> None:
         self._connections.pop(task, None)
         self.per_address[ip] -= 1
         if self.per_address[ip] <= 0:
             del self.per_address[ip]
+        self._hold()
+
+    def _hold(self) -> None:
+        if self.share is not None and not self.stopping:
+            self.share.hold(len(self._connections))
 
     def _busy(self, busy: bool) -> None:
         task = asyncio.current_task()
@@ -495,6 +516,21 @@ class _Exchange:
             if not data:
                 return
             dropped += len(data)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, listener: socket.socket) -> None:
+    """Wait until `listener` has a connection to accept (or had: another worker may be first)."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(listener, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(listener)
 
 
 def _declared_length(request: h11.Request) -> int | None:

@@ -17,15 +17,18 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from adapter.config import Config, ConfigError, check_files, load_config
+from adapter.transport.balance import WorkerConnections
 from adapter.transport.tls import server_context
 
 log = logging.getLogger("adapter.server")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 AppFactory = Callable[[Config], WsgiApp]
+CONNECTION_SLOTS = 128  # workers that can be running at once, old and new during a reload
 
 
-def _worker_exited(_server: Any, worker: Any) -> None:
+def _worker_exited(server: Any, worker: Any) -> None:
+    server.app.worker_connections.release(worker)
     # A dead worker's live gauges must not linger in the shared metrics directory.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -33,11 +36,17 @@ def _worker_exited(_server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
+def _before_fork(server: Any, worker: Any) -> None:
+    server.app.worker_connections.assign(worker)
+
+
 class AdapterServer(BaseApplication):  # type: ignore[misc]
     def __init__(self, config: Config, app_factory: AppFactory) -> None:
         self.config = config
         self.app_factory = app_factory
         self._context: ssl.SSLContext | None = None
+        # Mapped here, before any fork; room for the workers of a reload beside the old ones.
+        self.worker_connections = WorkerConnections(CONNECTION_SLOTS)
         super().__init__()
 
     def tls_context(self) -> ssl.SSLContext:
@@ -54,10 +63,10 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
             "worker_class": "adapter.transport.worker.FrontWorker",
             "threads": server.threads,
             "keepalive": server.keepalive_seconds,
-            # Each worker binds its own socket with SO_REUSEPORT and the kernel spreads new
-            # connections over them; the master then holds no socket (and logs no address:
-            # the workers log theirs).
-            "reuse_port": True,
+            # One socket, the master's, which every worker accepts from; the worker holding
+            # the fewest connections takes the next (adapter.transport.balance).
+            "reuse_port": False,
+            "pre_fork": _before_fork,
             "proc_name": "dk-adapter",
             # gunicorn's control socket lives at one fixed path per user, so two adapters
             # (or test servers) would fight over it; operations go through signals instead.
@@ -89,7 +98,7 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
         super().reload()
 
     def _log_address(self, _arbiter: Any) -> None:
-        # gunicorn's own "Listening at" line is empty with reuse_port: its master binds nothing.
+        # gunicorn's own "Listening at" line says http://: the TLS is the workers' own.
         server = self.config.server
         log.info("mTLS listener at https://%s:%s", server.host, server.port)
 

@@ -20,6 +20,7 @@ from typing import Any
 from gunicorn.workers.base import Worker
 
 from adapter.config import TlsConfig
+from adapter.transport.balance import ConnectionShare, WorkerConnections
 from adapter.transport.front import Front, FrontLimits
 from adapter.transport.tls import server_context
 
@@ -65,7 +66,9 @@ class FrontWorker(Worker):  # type: ignore[misc]
         )
         body_limit = getattr(self.wsgi, "body_limit", lambda _path: _DEFAULT_BODY_LIMIT)
         with ThreadPoolExecutor(self.cfg.threads, thread_name_prefix="app") as pool:
-            front = Front(self.wsgi, self.app.tls_context(), limits, pool, body_limit)
+            front = Front(
+                self.wsgi, self.app.tls_context(), limits, pool, body_limit, self._share()
+            )
             listeners: list[Any] = [listener.sock for listener in self.sockets]
             front.start(listeners)
             for listener in listeners:
@@ -86,6 +89,12 @@ class FrontWorker(Worker):  # type: ignore[misc]
                 # and connections arriving in between were dropped.
                 await asyncio.sleep(_HEARTBEAT_SECONDS)
             await front.stop(self.cfg.graceful_timeout)
+
+    def _share(self) -> ConnectionShare | None:
+        """This worker's entry in its master's connection table (adapter.transport.balance),
+        when the master keeps one."""
+        table: WorkerConnections | None = getattr(self.app, "worker_connections", None)
+        return None if table is None else table.share(getattr(self, "connections_slot", None))
 
     def _too_big(self, limit_mib: int) -> bool:
         """Whether this worker should make way for a fresh one, its memory being above the limit.

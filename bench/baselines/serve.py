@@ -1,13 +1,16 @@
 """Serve a baseline app as `dk-adapter serve` serves the adapter: gunicorn gthread workers
 over mutual TLS with `adapter.transport.tls.server_context` (same protocol versions,
-ciphers, client-certificate and CRL checks), `reuse_port`, the same keep-alive.
+ciphers, client-certificate and CRL checks), the same keep-alive; gthread workers with a
+listening socket each (`reuse_port`), as the baselines have always been measured.
 
 Run: `python -m bench.baselines.serve --app bare_lxml|bare_lxml_signed|spyne --port N
 --pki DIR [--front]` (DIR as `adapter.pki.devca.init_dev_pki` writes it). Stops on SIGTERM.
 
 `--front` serves the app on the adapter's own worker (adapter.transport.worker.FrontWorker:
 asyncio front, h11, a thread pool) instead of gthread, with the front's default limits: the
-difference between the two is what the front costs per request.
+difference between the two is what the front costs per request. Its workers accept from one
+socket as the adapter's do, the one holding the fewest connections first
+(adapter.transport.balance).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from adapter.config import ServerConfig, TlsConfig
+from adapter.transport.balance import WorkerConnections
+from adapter.transport.server import CONNECTION_SLOTS
 from adapter.transport.tls import server_context
 from bench.baselines.bare_lxml import WsgiApp
 
@@ -100,7 +105,7 @@ class BaselineServer(BaseApplication):  # type: ignore[misc]
                     "ssl_context": self._ssl_context,
                 }
             ),
-            "reuse_port": True,
+            **(self._balanced() if self.front else {"reuse_port": True}),
             "proc_name": f"bench-{self.app}",
             "control_socket_disable": True,
             "accesslog": None,
@@ -109,6 +114,15 @@ class BaselineServer(BaseApplication):  # type: ignore[misc]
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
+
+    def _balanced(self) -> dict[str, Any]:
+        """gunicorn settings for one shared socket and the workers' connection table."""
+        table = self.worker_connections = WorkerConnections(CONNECTION_SLOTS)
+        return {
+            "reuse_port": False,
+            "pre_fork": lambda _arbiter, worker: table.assign(worker),
+            "child_exit": lambda _arbiter, worker: table.release(worker),
+        }
 
     def load(self) -> WsgiApp:
         return load_app(self.app, self.pki)

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from adapter.errors import BodyUnreadable
+from adapter.transport.balance import ConnectionShare, WorkerConnections
 from adapter.transport.front import Front, FrontLimits, _BodyBudget
 from adapter.transport.identity import CLIENT_CERT_KEY
 from tests.helpers import wait_until
@@ -134,18 +135,25 @@ class _Running:
 
 
 @contextmanager
-def _front(tiny_pki: _Pki, limits: FrontLimits) -> Iterator[_Running]:
+def _front(
+    tiny_pki: _Pki,
+    limits: FrontLimits,
+    listener: socket.socket | None = None,
+    share: ConnectionShare | None = None,
+) -> Iterator[_Running]:
+    """A front in a thread of its own, on `listener` (default: a new one, closed after)."""
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(*tiny_pki.server)
     server_context.verify_mode = ssl.CERT_REQUIRED
     server_context.load_verify_locations(cafile=str(tiny_pki.ca))
     client_context = ssl.create_default_context(cafile=str(tiny_pki.ca))
     client_context.load_cert_chain(*tiny_pki.client)
-    listener = socket.create_server(("127.0.0.1", 0))
+    own_listener = listener is None
+    listener = listener or socket.create_server(("127.0.0.1", 0))
     app = _App()
     loop = asyncio.new_event_loop()
     pool = ThreadPoolExecutor(2)
-    front = Front(app, server_context, limits, pool, lambda _path: BODY_LIMIT)
+    front = Front(app, server_context, limits, pool, lambda _path: BODY_LIMIT, share)
     started = threading.Event()
 
     def serve() -> None:
@@ -166,7 +174,8 @@ def _front(tiny_pki: _Pki, limits: FrontLimits) -> Iterator[_Running]:
         loop.close()
         app.release.set()
         pool.shutdown()
-        listener.close()
+        if own_listener:
+            listener.close()
 
 
 @pytest.fixture()
@@ -445,3 +454,70 @@ def test_a_body_that_waits_past_the_body_deadline_gets_503_and_never_reaches_the
         budgeted.app.release.set()
         assert _answer(first).endswith(b"read 900 bytes")
     assert budgeted.front.budget.in_flight == 0
+
+
+# --- two workers on one socket (adapter.transport.balance) -----------------------------------
+
+
+class _Worker:
+    """A stand-in for a gunicorn worker object: what the table assigns a slot to."""
+
+    connections_slot: int | None = None
+
+
+def _two_workers() -> tuple[WorkerConnections, list[_Worker]]:
+    table = WorkerConnections(4)
+    workers = [_Worker(), _Worker()]
+    for worker in workers:
+        table.assign(worker)
+    return table, workers
+
+
+KEPT_OPEN = FrontLimits(keepalive_seconds=30, per_address=20)
+
+
+def test_fronts_on_one_socket_take_turns_so_kept_alive_connections_are_spread_evenly(
+    tiny_pki: _Pki,
+) -> None:
+    table, workers = _two_workers()
+    with (
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        _front(tiny_pki, KEPT_OPEN, listener, table.share(workers[0].connections_slot)) as first,
+        _front(tiny_pki, KEPT_OPEN, listener, table.share(workers[1].connections_slot)) as second,
+    ):
+        connections = []
+        try:
+            for _ in range(8):
+                sock = _tls(first)  # same port as `second`
+                sock.sendall(_post(b"x"))
+                assert _answer(sock).endswith(b"read 1 bytes")
+                connections.append(sock)
+            held = (first.front.open_connections, second.front.open_connections)
+            assert held == (4, 4), held
+            assert first.app.calls == second.app.calls == 4
+        finally:
+            for sock in connections:
+                sock.close()
+
+
+def test_a_front_whose_peer_stopped_accepting_takes_every_connection_itself(
+    tiny_pki: _Pki,
+) -> None:
+    table, workers = _two_workers()
+    gone = table.share(workers[1].connections_slot)
+    assert gone is not None
+    gone.hold(0)  # fewer than anyone, but then it stops: nobody may wait for it
+    gone.stop_accepting()
+    with (
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        _front(tiny_pki, KEPT_OPEN, listener, table.share(workers[0].connections_slot)) as only,
+    ):
+        connections = [_tls(only) for _ in range(3)]
+        try:
+            for sock in connections:
+                sock.sendall(_post(b"x"))
+                assert _answer(sock).endswith(b"read 1 bytes")
+            assert only.front.open_connections == 3
+        finally:
+            for sock in connections:
+                sock.close()
