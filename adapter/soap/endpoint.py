@@ -60,6 +60,7 @@ from adapter.soap.addressing import (
 from adapter.soap.envelope import (
     Envelope,
     body_hash,
+    body_of,
     build_fault,
     check_content_type,
     check_understood,
@@ -81,7 +82,7 @@ from adapter.soap.wssecurity import (
     signed_body_hash,
     verify_request,
 )
-from adapter.soap.wus import Call, FaultContext, Operation, WusService
+from adapter.soap.wus import Call, FaultContext, Operation, PayloadXml, WusService
 from adapter.soap.xml import XmlLimits
 from adapter.store.db import Database
 from adapter.transport.http import HttpResult, read_body
@@ -271,14 +272,22 @@ class WusEndpoint:
         return signed if party.organisation.receipt == "header" else None
 
     def _answer(
-        self, root: etree._Element, progress: _Progress, receipt: bytes | None = None
+        self,
+        root: etree._Element,
+        progress: _Progress,
+        receipt: bytes | None = None,
+        body_child: bytes | None = None,
     ) -> bytes:
         """The answer's bytes, with `receipt` (a signed receipt's bytes) as the last header
-        block; signed (and for SE encrypted) for a 2W-be-S/SE organisation."""
+        block and `body_child` (a `PayloadXml`'s) as the child of an empty Body; signed (and
+        for SE encrypted) for a 2W-be-S/SE organisation."""
         party = progress.party
         if party is not None and party.organisation.requires_signature:
-            if receipt is not None:  # signed again as part of the message: it needs the tree
+            # Signed as part of the message: they need the tree.
+            if receipt is not None:
                 header_of(root).append(parse_own(receipt))
+            if body_child is not None:
+                body_of(root).append(etree.fromstring(body_child))  # our own XML
             # A refusal of the request's own security confirms no signature and, with no
             # verified certificate to encrypt for, goes back unencrypted.
             verified = progress.verified
@@ -294,7 +303,7 @@ class WusEndpoint:
                 ),
             )
             return serialise(root)
-        return serialise(root, receipt)
+        return serialise(root, receipt, body_child)
 
     def _store(
         self, operation: Operation, party: Party, envelope: Envelope, progress: _Progress
@@ -339,9 +348,9 @@ class WusEndpoint:
                 if progress.addressing is not None:
                     headers = reply_headers(progress.addressing, operation.response_action)
                 # What a repeat gets back is these bytes: signed already, the same signature.
-                answer = self._answer(
-                    envelope_tree(payload, headers), progress, self._in_header(party, signed)
-                )
+                written = payload.xml if isinstance(payload, PayloadXml) else None
+                root = envelope_tree(payload if written is None else None, headers)
+                answer = self._answer(root, progress, self._in_header(party, signed), written)
                 if claim is not None:  # the MessageID is claimed last, with the answer
                     repositories.wus_messages.record(
                         claim.sender_oin,

@@ -118,15 +118,17 @@ def raw_hash(data: bytes) -> str:
 
 
 def envelope_tree(
-    body_child: etree._Element, headers: Sequence[etree._Element] = ()
+    body_child: etree._Element | None, headers: Sequence[etree._Element] = ()
 ) -> etree._Element:
-    """An answer's Envelope as a tree, for a stage that still signs it (WS-Security)."""
+    """An answer's Envelope as a tree, for a stage that still signs it (WS-Security); with
+    `body_child` None its Body is empty, for `serialise` to write the child's bytes into."""
     envelope = etree.Element(f"{_ENV}Envelope", nsmap={"s": SOAP_ENV})
     if headers:
         header = etree.SubElement(envelope, f"{_ENV}Header")
         header.extend(headers)
     body = etree.SubElement(envelope, f"{_ENV}Body")
-    body.append(body_child)
+    if body_child is not None:
+        body.append(body_child)
     return envelope
 
 
@@ -139,24 +141,39 @@ def header_of(envelope: etree._Element) -> etree._Element:
     return header
 
 
-def serialise(envelope: etree._Element, last_header: bytes | None = None) -> bytes:
-    """The Envelope's bytes; with `last_header`, an element's own bytes (a signed receipt, as
-    its signer wrote them) written as the last header block, without a tree built for it."""
-    if last_header is None:
-        data: bytes = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
-        return data
-    header = header_of(envelope)
-    slot = etree.SubElement(header, _SLOT, nsmap={"slot": _SLOT_NS})
-    data = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
-    header.remove(slot)
-    # The slot's markup can stand nowhere else: text and attribute values would be escaped.
-    before, found, after = data.partition(_SLOT_MARKUP)
-    if not found:
-        raise RuntimeError("the header slot was serialised otherwise than expected")
-    return before + last_header + after
+def body_of(envelope: etree._Element) -> etree._Element:
+    body = envelope.find(f"{_ENV}Body")
+    if body is None:
+        raise ValueError("an Envelope without a Body")
+    return body
 
 
-_SLOT_NS = "urn:mijnoverheid-adapter:header-slot"
+def serialise(
+    envelope: etree._Element, last_header: bytes | None = None, body_child: bytes | None = None
+) -> bytes:
+    """The Envelope's bytes; with `last_header` an element's own bytes (a signed receipt, as
+    its signer wrote them) written as the last header block, with `body_child` an element's
+    bytes written as the Body's child (`PayloadXml`), without a tree built for either."""
+    filled = [
+        (etree.SubElement(parent(envelope), _SLOT, nsmap={"slot": _SLOT_NS}), content)
+        for parent, content in ((header_of, last_header), (body_of, body_child))
+        if content is not None
+    ]
+    data: bytes = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+    pieces: list[bytes] = []
+    for slot, content in filled:  # in document order: the Header comes before the Body
+        parent = slot.getparent()
+        if parent is not None:
+            parent.remove(slot)
+        # The slot's markup can stand nowhere else: text and attribute values would be escaped.
+        before, found, data = data.partition(_SLOT_MARKUP)
+        if not found:
+            raise RuntimeError("a slot was serialised otherwise than expected")
+        pieces += (before, content)
+    return b"".join([*pieces, data])
+
+
+_SLOT_NS = "urn:mijnoverheid-adapter:slot"
 _SLOT = f"{{{_SLOT_NS}}}slot"
 _SLOT_MARKUP = f'<slot:slot xmlns:slot="{_SLOT_NS}"/>'.encode("ascii")
 

@@ -54,13 +54,23 @@ def message_detail(namespace: str) -> FaultDetail:
 
 
 @dataclass(frozen=True)
+class PayloadXml:
+    """An answer's Body child as the XML its handler wrote, for an answer of many parts: 250
+    Abonnementen parsed into a tree only to be written out again cost a seventh of the whole
+    request. One well-formed element that declares every namespace it uses; only an answer
+    that is still to be signed (WS-Security) is parsed."""
+
+    xml: bytes
+
+
+@dataclass(frozen=True)
 class Operation:
     name: str
     request_element: str  # Clark name of the Body child
     action: str  # SOAPAction and wsa:Action of the request
     response_action: str
     schema: str  # file in xsd/ the payload is validated against
-    handler: Callable[[Call], etree._Element]
+    handler: Callable[[Call], etree._Element | PayloadXml]
     fault_actions: Mapping[str, str] = field(default_factory=dict)  # detail element -> wsa:Action
     # The sender's own reference inside the payload (StUF referentienummer), when WS-A has none.
     message_ref: Callable[[etree._Element], str | None] | None = None

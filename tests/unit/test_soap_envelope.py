@@ -182,6 +182,33 @@ def test_a_built_envelope_reads_back_with_its_headers_and_payload() -> None:
     assert (parsed.payload.tag, parsed.payload.text) == ("{urn:x}Antwoord", "ok")
 
 
+ANSWER = (
+    b'<a:Antwoord xmlns:a="urn:x" xmlns:t="urn:t"><t:Regel>een &amp; twee</t:Regel></a:Antwoord>'
+)
+RECEIPT = b'<r:Bevestiging xmlns:r="urn:r"><r:Id>1</r:Id></r:Bevestiging>'
+
+
+def _canonical(data: bytes) -> bytes:
+    return etree.tostring(etree.fromstring(data), method="c14n")
+
+
+@pytest.mark.parametrize("receipt", [None, RECEIPT])
+@pytest.mark.parametrize("headers", [0, 1])
+def test_a_body_child_written_as_bytes_is_the_envelope_its_tree_would_have_made(
+    receipt: bytes | None, headers: int
+) -> None:
+    header = [etree.Element("{urn:h}Relatie")][:headers]
+    from_tree = serialise(envelope_tree(etree.fromstring(ANSWER), header), receipt)
+    written = serialise(envelope_tree(None, header), receipt, ANSWER)
+    assert _canonical(written) == _canonical(from_tree)
+    parsed = parse_envelope(written)
+    assert parsed.payload.findtext("{urn:t}Regel") == "een & twee"
+    assert [h.tag for h in parsed.headers] == [h.tag for h in header] + (
+        ["{urn:r}Bevestiging"] if receipt else []
+    )
+    assert b"slot" not in written
+
+
 def test_a_built_envelope_without_headers_has_no_header_element() -> None:
     parsed = parse_envelope(build_envelope(etree.Element("p")))
     assert parsed.root.find(f"{S}Header") is None
