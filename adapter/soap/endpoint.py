@@ -348,8 +348,10 @@ class WusEndpoint:
                 if progress.addressing is not None:
                     headers = reply_headers(progress.addressing, operation.response_action)
                 # What a repeat gets back is these bytes: signed already, the same signature.
-                written = payload.xml if isinstance(payload, PayloadXml) else None
-                root = envelope_tree(payload if written is None else None, headers)
+                if isinstance(payload, PayloadXml):
+                    root, written = envelope_tree(None, headers), payload.xml
+                else:
+                    root, written = envelope_tree(payload, headers), None
                 answer = self._answer(root, progress, self._in_header(party, signed), written)
                 if claim is not None:  # the MessageID is claimed last, with the answer
                     repositories.wus_messages.record(

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Callable
 from typing import Any
 
+# Workers that can be running at once: old and new ones side by side during a reload.
+SLOTS = 128
 _FREE = -1  # no worker has this slot
 _NOT_ACCEPTING = -2  # its worker is stopping, or takes no connections
 _SLOT = struct.Struct("=i")
@@ -30,7 +33,7 @@ _SLOT = struct.Struct("=i")
 class WorkerConnections:
     """Open connections per worker, shared by a gunicorn master and the workers it forks."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int = SLOTS) -> None:
         self._memory = mmap.mmap(-1, slots * _SLOT.size)  # anonymous and shared over fork
         self._counts = memoryview(self._memory).cast("i")
         for slot in range(slots):
@@ -49,6 +52,24 @@ class WorkerConnections:
         slot = getattr(worker, "connections_slot", None)
         if slot is not None:
             self._counts[slot] = _FREE
+
+    def gunicorn_settings(
+        self, on_exit: Callable[[Any, Any], None] | None = None
+    ) -> dict[str, Any]:
+        """The settings that make a gunicorn master serve through this table: one listening
+        socket of its own, a slot given to each worker before its fork and freed once it has
+        exited (then `on_exit(arbiter, worker)`, the master's other `child_exit` work)."""
+
+        def exited(arbiter: Any, worker: Any) -> None:
+            self.release(worker)
+            if on_exit is not None:
+                on_exit(arbiter, worker)
+
+        return {
+            "reuse_port": False,
+            "pre_fork": lambda _arbiter, worker: self.assign(worker),
+            "child_exit": exited,
+        }
 
     def share(self, slot: int | None) -> ConnectionShare | None:
         """The worker's view: its own slot to write, the others to compare with."""

@@ -24,11 +24,9 @@ log = logging.getLogger("adapter.server")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 AppFactory = Callable[[Config], WsgiApp]
-CONNECTION_SLOTS = 128  # workers that can be running at once, old and new during a reload
 
 
-def _worker_exited(server: Any, worker: Any) -> None:
-    server.app.worker_connections.release(worker)
+def _worker_exited(_server: Any, worker: Any) -> None:
     # A dead worker's live gauges must not linger in the shared metrics directory.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -36,17 +34,13 @@ def _worker_exited(server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-def _before_fork(server: Any, worker: Any) -> None:
-    server.app.worker_connections.assign(worker)
-
-
 class AdapterServer(BaseApplication):  # type: ignore[misc]
     def __init__(self, config: Config, app_factory: AppFactory) -> None:
         self.config = config
         self.app_factory = app_factory
         self._context: ssl.SSLContext | None = None
-        # Mapped here, before any fork; room for the workers of a reload beside the old ones.
-        self.worker_connections = WorkerConnections(CONNECTION_SLOTS)
+        # Mapped here, before any fork, so that every worker shares it.
+        self.worker_connections = WorkerConnections()
         super().__init__()
 
     def tls_context(self) -> ssl.SSLContext:
@@ -65,13 +59,11 @@ class AdapterServer(BaseApplication):  # type: ignore[misc]
             "keepalive": server.keepalive_seconds,
             # One socket, the master's, which every worker accepts from; the worker holding
             # the fewest connections takes the next (adapter.transport.balance).
-            "reuse_port": False,
-            "pre_fork": _before_fork,
+            **self.worker_connections.gunicorn_settings(on_exit=_worker_exited),
             "proc_name": "dk-adapter",
             # gunicorn's control socket lives at one fixed path per user, so two adapters
             # (or test servers) would fight over it; operations go through signals instead.
             "control_socket_disable": True,
-            "child_exit": _worker_exited,
             "when_ready": self._log_address,
             "accesslog": None,
             "errorlog": "-",

@@ -25,7 +25,6 @@ from gunicorn.app.base import BaseApplication
 
 from adapter.config import ServerConfig, TlsConfig
 from adapter.transport.balance import WorkerConnections
-from adapter.transport.server import CONNECTION_SLOTS
 from adapter.transport.tls import server_context
 from bench.baselines.bare_lxml import WsgiApp
 
@@ -116,13 +115,9 @@ class BaselineServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def _balanced(self) -> dict[str, Any]:
-        """gunicorn settings for one shared socket and the workers' connection table."""
-        table = self.worker_connections = WorkerConnections(CONNECTION_SLOTS)
-        return {
-            "reuse_port": False,
-            "pre_fork": lambda _arbiter, worker: table.assign(worker),
-            "child_exit": lambda _arbiter, worker: table.release(worker),
-        }
+        """The adapter's way: one socket, the workers' connection table (FrontWorker reads it)."""
+        self.worker_connections = WorkerConnections()
+        return self.worker_connections.gunicorn_settings()
 
     def load(self) -> WsgiApp:
         return load_app(self.app, self.pki)

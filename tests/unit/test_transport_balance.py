@@ -62,3 +62,18 @@ def test_a_count_written_in_a_forked_worker_is_read_in_the_master_and_the_others
     mine = _share(table, other)
     assert not mine.others_hold_fewer(7)
     assert mine.others_hold_fewer(8)
+
+
+def test_the_gunicorn_hooks_give_a_slot_before_the_fork_and_free_it_after_the_exit() -> None:
+    table = WorkerConnections(1)
+    exited: list[_Worker] = []
+    settings = table.gunicorn_settings(on_exit=lambda _arbiter, worker: exited.append(worker))
+    assert settings["reuse_port"] is False
+    first, second = _Worker(), _Worker()
+    settings["pre_fork"](None, first)
+    settings["pre_fork"](None, second)
+    assert (first.connections_slot, second.connections_slot) == (0, None)
+    settings["child_exit"](None, first)
+    assert exited == [first]
+    settings["pre_fork"](None, second)
+    assert second.connections_slot == 0
