@@ -50,6 +50,10 @@ class VerwerkingsCode(StrEnum):
     OIN_MISMATCH = "OinInCPAKomtNietOvereenMetOinInBericht"
     XML_ONGELDIG = "XmlValidatieTegenXsdValtNegatiefUit"
 
+    # A member hashes as its text, the text it equals, in C: Enum's own hash (of the name)
+    # is a Python call, and a batch looks up a thousand codes in dicts and a Counter.
+    __hash__ = str.__hash__
+
 
 # Stadium per code (SPEC Part B) and the batch counter each code increments; codes without a
 # counter of their own count as a technical problem.
@@ -109,7 +113,7 @@ class BatchResultaat:
         return Outcome(
             accepted=True,
             berichten=tuple(
-                BerichtUitkomst(b.bericht_id, b.code.value, b.reden) for b in self.berichten
+                BerichtUitkomst(b.bericht_id, b.code._value_, b.reden) for b in self.berichten
             ),
         )
 

@@ -20,6 +20,7 @@ from adapter.soap.xml import (
     DEFAULT_LIMITS,
     XmlLimits,
     _OnePassTools,
+    _parse_counting_elements,
     iterparse_untrusted,
     parse_trusted_file,
     parse_untrusted,
@@ -241,7 +242,8 @@ def test_bytes_that_are_no_utf8_are_refused_as_not_utf8_rather_than_malformed(
 
 # --- one parse for a document of one chunk, two for a larger one: the same answers -------------
 
-# adapter.soap.xml parses a document of at most this many bytes once, a larger one in two passes.
+# adapter.soap.xml parses a document of at most this many bytes in one piece, a larger one in
+# chunks (and a larger one that passes a limit, or is broken, once more in two passes).
 CHUNK = 64 * 1024
 SIZES = [
     pytest.param(None, id="as-is"),
@@ -477,3 +479,31 @@ def test_a_document_the_checks_cannot_pass_is_accepted_when_it_is_within_the_lim
     # the exact check on the parser's events then finds every element within the limits.
     data = b"<a><b>" + b"xmlns=" * 10 + b"</b></a>"
     assert parse_untrusted(data, STRUCTURE).findtext("b") == "xmlns=" * 10
+
+
+# --- the chunked path's checks on the pull parser's reports ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "passes"),
+    [
+        pytest.param(b"<a>" + b"<b/>" * 4 + b"</a>", True, id="within"),
+        pytest.param(b"<a>" + b"<b/>" * 5 + b"</a>", False, id="too-many-elements"),
+        pytest.param(
+            b"<a><!--1--><!--2--><!--3--><!--4--><!--5--></a>", False, id="comments-count"
+        ),
+        pytest.param(b'<a><b xmlns:p="u" x="1" y="2" z="3"/></a>', False, id="declarations-count"),
+        pytest.param(b"<a><b><c><d/></c></b></a>", False, id="too-deep"),
+        pytest.param(b"<a/><?after?>", False, id="instruction-after-the-root"),
+        pytest.param(b"<a><b></a>", False, id="broken"),
+    ],
+)
+def test_the_chunked_parse_gives_a_tree_only_for_a_document_within_the_limits(
+    data: bytes, passes: bool
+) -> None:
+    # The padding goes in front, so the document ends with its own last byte: libxml2 keeps
+    # the last reports back until the parser is closed.
+    root = _parse_counting_elements(b"\n" * (CHUNK + 1) + data, STRUCTURE)
+    assert (root is not None) is passes
+    if passes:
+        assert root is not None and len(root) == 4
