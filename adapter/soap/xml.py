@@ -5,22 +5,20 @@ version other than 1.0) is refused on its bytes, before lxml sees it, so an enti
 costs memory; a processing instruction anywhere is refused (SOAP 1.1 forbids them).
 
 What a document may cost is bounded while it is parsed (`XmlLimits`: attributes per element,
-depth, elements, text length). A document larger than one 64 KB chunk is fed to libxml2 in
-chunks by a pull parser that builds the tree and reports each element, namespace declaration,
-comment and processing instruction as it starts; the reports of each chunk are counted before
-the next is fed, so a flood of elements stops the parse once the tree holds one chunk more
-than the limit allows, and depth is checked by XPath on the finished tree
-(`_parse_counting_elements`). Reading the reports costs about as much as the parse again (for a
-1000-Bericht batch 13 ms in all against 6 ms for a bare parse); the counting target this
-replaced, a callback into Python per element followed by a second parse, had cost 24 ms.
-A document of at most one chunk is parsed once into a tree without reports, which is then
-checked: the tree of so few bytes cannot cost much (at most some 16,000 elements, about 2 MB).
-The checks on that tree are XPath counts libxml2 runs by itself and a count of bytes,
-sufficient for every limit (`_parse_in_one_pass`). Either way a document that may pass a limit,
-or that libxml2 refuses, is parsed again in two passes, by one checker (`_Budget`) as the
-target of a counting parser that builds nothing and stops at the first limit passed, and then
-into a tree: they say which limit is passed, and where, or word the syntax error, the same for
-a document of any size.
+depth, elements, text length), by one checker (`_Budget`) that says which limit is passed, and
+where. A document larger than one 64 KB chunk is fed to libxml2 in chunks by a pull parser that
+builds the tree and reports what it parsed; the `_Budget` replays the reports of each chunk
+before the next is fed, so a flood of elements stops the parse once the tree holds one chunk
+more than the limit allows (`_parse_counting_elements`: for a 1000-Bericht batch about twice a
+bare parse; the counting target it replaced, a callback into Python per element followed by a
+second parse, had cost four times it). A document of at most one chunk is parsed once into a
+tree without reports, which is then checked: the tree of so few bytes cannot cost much (at most
+some 16,000 elements, about 2 MB). The checks on that tree are XPath counts libxml2 runs by
+itself and a count of bytes, sufficient for every limit (`_parse_in_one_pass`); only a document
+they cannot pass is replayed. A document that libxml2 refuses, or that may hold a text over the
+limit, is parsed again in two passes, the `_Budget` the target of a counting parser that builds
+nothing and stops at the first limit passed, and then into a tree: they word the syntax error,
+the same for a document of any size.
 Either way nothing after the parser (XSD validation, the exclusive-c14n body hash of a receipt)
 ever sees a document the limits refuse.
 Refusals are profile-neutral `XmlRejected` errors: each profile says what they mean to its peer.
@@ -31,7 +29,7 @@ from __future__ import annotations
 import io
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,11 +103,10 @@ class _Budget:
     """Counts what the parser reports, and raises at the first limit: the one place the limits
     are checked and worded, for both ways of parsing.
 
-    For a large document it is the parser's target in the first of two passes: it builds
-    nothing (no element objects pile up, so a flood of elements costs neither memory nor
-    garbage-collector time), and an exception raised here ends libxml2's parse at once. Only a
-    document that passes is parsed into a tree. For a small one, `_parse_in_one_pass` calls
-    it with the events of the parse that built the tree.
+    It checks what a pull parser reported while building a tree (`replay`), chunk by chunk for
+    a large document. For a document libxml2 refuses it is the target of the first of two
+    passes instead: it builds nothing, and an exception raised here ends libxml2's parse at
+    once, so a limit passed before the syntax error is still the one reported.
     """
 
     def __init__(self, limits: XmlLimits) -> None:
@@ -157,6 +154,20 @@ class _Budget:
 
     def close(self) -> None:
         return None
+
+    def replay(self, events: Iterable[tuple[str, Any]]) -> None:
+        """Check what a pull parser (`_EVENTS`) reported, as the calls a target would get."""
+        for event, node in events:
+            if event == "start":
+                self.start(node.tag, node.attrib)
+            elif event == "end":
+                self.end(node.tag)
+            elif event == "start-ns":
+                self.start_ns(*node)
+            elif event == "comment":
+                self.comment(node.text)
+            else:
+                self.pi(node.target, node.text)
 
 
 class _TextBudget(_Budget):
@@ -345,87 +356,50 @@ def _checked_on_events(data: bytes, limits: XmlLimits) -> etree._Element | None:
         root = parser.close()
     except etree.XMLSyntaxError:
         return None
-    # Only a `_TextBudget` measures text: the text a target is given between two events,
-    # here read whole from the finished tree (after a start its text, after an end or a
-    # comment its tail) and measured before the next event, where the target measured it.
-    measure = budget.data if isinstance(budget, _TextBudget) else None
-    text: str | None = None
-    for event, node in parser.read_events():
-        if measure is not None:
-            if text:
-                measure(text)
-            text = node.text if event == "start" else node.tail if event != "start-ns" else None
-        if event == "start":
-            budget.start(node.tag, node.attrib)
-        elif event == "end":
-            budget.end(node.tag)
-        elif event == "start-ns":
-            budget.start_ns(*node)
-        elif event == "comment":
-            budget.comment(node.text)
-        else:
-            budget.pi(node.target, node.text)
+    events = parser.read_events()
+    if isinstance(budget, _TextBudget):
+        events = _with_text_measured(events, budget)
+    budget.replay(events)
     return root
 
 
-def _parse_counting_elements(data: bytes, limits: XmlLimits) -> etree._Element | None:
-    """The tree of a document of more than one chunk, checked against the limits; None for a
-    document that may pass one, or that libxml2 refuses: the two passes then say what is wrong.
+def _with_text_measured(
+    events: Iterable[tuple[str, Any]], budget: _TextBudget
+) -> Iterator[tuple[str, Any]]:
+    """The events of a finished parse, the text a target is given between two of them
+    measured before the next: read whole from the tree (after a start the element's text,
+    after an end or a comment its tail)."""
+    text: str | None = None
+    for event, node in events:
+        if text:
+            budget.data(text)
+        text = node.text if event == "start" else node.tail if event != "start-ns" else None
+        yield event, node
 
-    Fed in chunks to a pull parser that builds the tree and reports each element (with the
-    namespaces it declares), comment and processing instruction as it starts; the reports of
-    each chunk are checked (`_ReportCheck`) before the next chunk is fed, so a flood of
-    elements never grows a tree past the limit and one chunk. Depth is checked on the finished
-    tree, by XPath. For a 1000-Bericht batch this costs about twice a bare parse, where the
-    counting target of the two passes cost four times it (in all 13 against 24 ms).
+
+def _parse_counting_elements(data: bytes, limits: XmlLimits) -> etree._Element | None:
+    """The tree of a document of more than one chunk, checked against the limits, or the
+    `XmlTooComplex` of the first limit it passes; None for a document libxml2 refuses (the
+    two passes then word what is wrong) or one that may hold a text over the limit.
+
+    Fed in chunks to a pull parser that builds the tree and reports what it parsed; the
+    `_Budget` checks the reports of each chunk before the next is fed, so a flood of elements
+    never grows a tree past the limit and one chunk. For a 1000-Bericht batch this costs about
+    twice a bare parse, where the counting target of the two passes cost four times it.
     """
     if _may_hold_too_long_a_text(data, limits):
         return None
-    check = _ReportCheck(limits)
-    parser = etree.XMLPullParser(events=_REPORTED, **_safe_options(_needs_huge(data, limits)))
+    budget = _Budget(limits)
+    parser = etree.XMLPullParser(events=_EVENTS, **_safe_options(_needs_huge(data, limits)))
     try:
         for offset in range(0, len(data), _CHUNK_BYTES):
             parser.feed(data[offset : offset + _CHUNK_BYTES])
-            if not check.within(parser.read_events()):
-                return None
+            budget.replay(parser.read_events())
         root = parser.close()
     except etree.XMLSyntaxError:
         return None
-    if not check.within(parser.read_events()):  # what libxml2 kept back until the end
-        return None
-    return None if _one_pass_tools(limits).too_deep(root.getroottree()) else root
-
-
-# What the pull parser of `_parse_counting_elements` reports: what `_ReportCheck` counts.
-_REPORTED = ("start", "start-ns", "comment", "pi")
-
-
-class _ReportCheck:
-    """Whether the reports of a pull parser so far stay within the limits on elements,
-    comments and attributes and hold no processing instruction: `_Budget`'s checks, with
-    none of its words (a document that fails is parsed again by the two passes, which say
-    what is wrong), on reports that cost no call into Python each."""
-
-    def __init__(self, limits: XmlLimits) -> None:
-        self.limits = limits
-        self.nodes = 0
-        self.declarations = 0  # of the element about to start
-
-    def within(self, reports: Iterable[tuple[str, Any]]) -> bool:
-        most_attributes = self.limits.max_attributes
-        for event, node in reports:
-            if event == "start":
-                self.nodes += 1
-                if len(node.attrib) + self.declarations > most_attributes:
-                    return False
-                self.declarations = 0
-            elif event == "start-ns":
-                self.declarations += 1
-            elif event == "comment":
-                self.nodes += 1
-            else:
-                return False  # a processing instruction
-        return self.nodes <= self.limits.max_elements
+    budget.replay(parser.read_events())  # what libxml2 kept back until the end
+    return root
 
 
 def _needs_huge(data: bytes, limits: XmlLimits) -> bool:

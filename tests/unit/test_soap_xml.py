@@ -485,25 +485,37 @@ def test_a_document_the_checks_cannot_pass_is_accepted_when_it_is_within_the_lim
 
 
 @pytest.mark.parametrize(
-    ("data", "passes"),
+    ("data", "refusal"),
     [
-        pytest.param(b"<a>" + b"<b/>" * 4 + b"</a>", True, id="within"),
-        pytest.param(b"<a>" + b"<b/>" * 5 + b"</a>", False, id="too-many-elements"),
+        pytest.param(b"<a>" + b"<b/>" * 4 + b"</a>", None, id="within"),
+        pytest.param(b"<a>" + b"<b/>" * 5 + b"</a>", "meer dan 5 elementen", id="too-many"),
         pytest.param(
-            b"<a><!--1--><!--2--><!--3--><!--4--><!--5--></a>", False, id="comments-count"
+            b"<a><!--1--><!--2--><!--3--><!--4--><!--5--></a>",
+            "meer dan 5 elementen en commentaren",
+            id="comments-count",
         ),
-        pytest.param(b'<a><b xmlns:p="u" x="1" y="2" z="3"/></a>', False, id="declarations-count"),
-        pytest.param(b"<a><b><c><d/></c></b></a>", False, id="too-deep"),
-        pytest.param(b"<a/><?after?>", False, id="instruction-after-the-root"),
-        pytest.param(b"<a><b></a>", False, id="broken"),
+        pytest.param(
+            b'<a><b xmlns:p="u" x="1" y="2" z="3"/></a>',
+            "element b heeft 4 attributen en namespacedeclaraties",
+            id="declarations-count",
+        ),
+        pytest.param(b"<a><b><c><d/></c></b></a>", "element d is dieper genest", id="too-deep"),
+        pytest.param(b"<a/><?after?>", "processing instructions", id="instruction-after-the-root"),
     ],
 )
-def test_the_chunked_parse_gives_a_tree_only_for_a_document_within_the_limits(
-    data: bytes, passes: bool
+def test_the_chunked_parse_refuses_in_the_words_of_the_limit_passed(
+    data: bytes, refusal: str | None
 ) -> None:
     # The padding goes in front, so the document ends with its own last byte: libxml2 keeps
     # the last reports back until the parser is closed.
-    root = _parse_counting_elements(b"\n" * (CHUNK + 1) + data, STRUCTURE)
-    assert (root is not None) is passes
-    if passes:
+    padded = b"\n" * (CHUNK + 1) + data
+    if refusal is None:
+        root = _parse_counting_elements(padded, STRUCTURE)
         assert root is not None and len(root) == 4
+    else:
+        with pytest.raises(XmlRejected, match=refusal):
+            _parse_counting_elements(padded, STRUCTURE)
+
+
+def test_the_chunked_parse_leaves_a_syntax_error_to_the_two_passes_to_word() -> None:
+    assert _parse_counting_elements(b"\n" * (CHUNK + 1) + b"<a><b></a>", STRUCTURE) is None
