@@ -187,7 +187,8 @@ class Front:
             self._accepting.append(asyncio.create_task(self._accept(listener)))
 
     async def stop(self, grace_seconds: float) -> None:
-        """Stop accepting, close idle connections, and give requests in progress `grace`."""
+        """Stop accepting, close connections idle between requests, and give the others
+        (a request in progress, or a new connection's first) `grace`."""
         self.stopping = True
         for task in self._accepting:
             task.cancel()
@@ -232,7 +233,9 @@ class Front:
                 continue
             self.per_address[ip] += 1
             task = asyncio.create_task(self._connection(raw, address))
-            self._connections[task] = False
+            # Busy until its first request is answered: the client has sent one, or is about
+            # to, and closing a connection it never got an answer on loses that request.
+            self._connections[task] = True
             task.add_done_callback(functools.partial(self._forget, ip=ip))
             self._hold()
 

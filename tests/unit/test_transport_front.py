@@ -365,6 +365,23 @@ def test_stop_closes_idle_connections(running: _Running) -> None:
     assert running.front.open_connections == 0
 
 
+def test_stop_answers_the_first_request_of_a_connection_it_accepted_before_stopping(
+    running: _Running,
+) -> None:
+    # A worker being replaced (SIGHUP) may have just accepted a connection whose client is
+    # sending its request: closing that connection would lose the request.
+    with _tls(running) as sock:
+        time.sleep(0.1)  # the server has the connection, no request yet
+        stopping = asyncio.run_coroutine_threadsafe(running.front.stop(3.0), running.loop)
+        time.sleep(0.1)
+        sock.sendall(_post(b"z"))
+        answer = _answer(sock)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"read 1 bytes")
+        assert b"connection: close" in answer.lower()
+        stopping.result(5)
+    assert running.front.open_connections == 0
+
+
 # --- the budget of bodies in flight ------------------------------------------------------------
 
 
