@@ -45,6 +45,7 @@ from adapter.berichtenbox.abonnementen import ACTION  # noqa: E402
 from adapter.config import Config, load_config  # noqa: E402
 from adapter.logs import configure_logging  # noqa: E402
 from adapter.transport.identity import CLIENT_CERT_KEY  # noqa: E402
+from adapter.transport.worker import tune_collector  # noqa: E402
 from adapter.wiring import build_app  # noqa: E402
 from bench._setup import GEMEENTE, _config_pki, build_pki, database  # noqa: E402
 from bench.baselines import bare_lxml  # noqa: E402
@@ -125,6 +126,7 @@ def worker_app(kind: str, directory: Path) -> Iterator[tuple[Any, bytes]]:
         config = load_config(config_file, {**os.environ, "DATABASE_URL": database_url})
         quiet_logging(config)
         app = build_app(config)
+        tune_collector()  # as the worker does before it serves
         try:
             yield app, certificate_der
         finally:

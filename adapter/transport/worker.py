@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import logging
 import os
 import ssl
@@ -31,6 +32,8 @@ _CRL_CHECK_BEATS = 2  # the CRL file is looked at every this many heartbeats
 _DEFAULT_BODY_LIMIT = 65536  # a path the app does not name a limit for (GET, unknown paths)
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 _MMAP_THRESHOLD = 128 * 1024  # glibc's default, kept fixed
+# Container objects allocated, less those freed, before a young collection (CPython: 700).
+_YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
 def _fix_mmap_threshold() -> None:
@@ -48,9 +51,23 @@ def _fix_mmap_threshold() -> None:
         mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
+def tune_collector() -> None:
+    """Collect cycles less often, and never look again at what the app holds from the start.
+
+    At CPython's threshold of 700 a 1000-Bericht batch set off some 28 young collections, 3 of
+    the middle generation, and every six batches a full one, which walks every object the
+    worker holds: 16 of a batch's 49 ms of CPU (with the collector off: 33 ms; at this
+    threshold: 32 ms). What the worker built before serving (the app, its schemas and tables)
+    is frozen: it lives as long as the worker, and no collection walks it again.
+    """
+    gc.set_threshold(_YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
+    gc.freeze()
+
+
 class FrontWorker(Worker):  # type: ignore[misc]
     def run(self) -> None:
         _fix_mmap_threshold()
+        tune_collector()
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:
