@@ -170,7 +170,8 @@ class Front:
         self.stopping = False  # requests in progress are answered with Connection: close
         self._accepting: list[asyncio.Task[None]] = []
         self._listeners: list[socket.socket] = []
-        self._connections: dict[asyncio.Task[None], bool] = {}  # task -> busy with a request
+        # task -> busy: a request in progress, or none answered yet (else idle between requests)
+        self._connections: dict[asyncio.Task[None], bool] = {}
 
     def replace_context(self, context: ssl.SSLContext) -> None:
         """Handshake new connections with `context` (new CRLs); open ones keep theirs."""

@@ -370,8 +370,7 @@ def test_stop_answers_the_first_request_of_a_connection_it_accepted_before_stopp
 ) -> None:
     # A worker being replaced (SIGHUP) may have just accepted a connection whose client is
     # sending its request: closing that connection would lose the request.
-    with _tls(running) as sock:
-        time.sleep(0.1)  # the server has the connection, no request yet
+    with _tls(running) as sock:  # handshake done: the server holds it, no request yet
         stopping = asyncio.run_coroutine_threadsafe(running.front.stop(3.0), running.loop)
         time.sleep(0.1)
         sock.sendall(_post(b"z"))
