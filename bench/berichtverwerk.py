@@ -4,7 +4,7 @@ BerichtVerwerkResponse is accounted for.
 
 Run: `.venv/bin/python bench/berichtverwerk.py [--seconds N] [--connections N]
 [--database sqlite|postgresql|both] [--min-batches N] [--personal identical|distinct]
-[--json FILE]`.
+[--scenarios 1,100,1000,1-att,100-att,1000-att] [--json FILE]`.
 
 What it does, all on loopback and in a temporary directory that is removed afterwards:
 
@@ -953,8 +953,20 @@ def main(argv: list[str] | None = None) -> int:
         default="identical",
         help="the two 10 KB personal PDFs: the same in every Bericht (default) or distinct",
     )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(s.key for s in SCENARIOS),
+        help="which to run, by key (default all: "
+        + ", ".join(s.key for s in SCENARIOS)
+        + "); the rows and outbox checks hold for any choice",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
+    by_key = {s.key: s for s in SCENARIOS}
+    unknown = [key for key in args.scenarios.split(",") if key not in by_key]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(by_key)}")
+    chosen = tuple(by_key[key] for key in args.scenarios.split(","))
     if args.seconds <= 0 or args.connections < 1 or args.min_batches < 0:
         parser.error("--seconds and --connections must be positive, --min-batches not negative")
 
@@ -965,7 +977,7 @@ def main(argv: list[str] | None = None) -> int:
         directory = Path(temp)
         files = build_pki(directory / "pki")
         for kind in kinds:
-            runs[kind] = run_database(kind, args, context, directory, files)
+            runs[kind] = run_database(kind, args, context, directory, files, chosen)
 
     for i, run in enumerate(runs.values()):
         if i:
