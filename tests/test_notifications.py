@@ -34,7 +34,7 @@ from adapter.logs import masked_bsn
 from adapter.pki.devca import load_hierarchy, new_hierarchy
 from adapter.store.db import Database
 from adapter.store.models import Bericht, CitizenSettings, Notification
-from tests.conftest import BELASTINGDIENST, ROOT, Pki, free_port, postgres_schema
+from tests.conftest import BELASTINGDIENST, ROOT, Pki, free_port, postgres_schema, write_config
 from tests.test_citizen_support import (
     ACTIVE,
     INACTIVE,
@@ -435,6 +435,34 @@ def test_the_scheduler_runs_the_notification_job_at_the_configured_interval(setu
         deliverer.close()
     assert len(inbox.to("burger.een@example.nl")) == 1
     assert scheduler.get_job("citizen-sessions") is not None
+
+
+def test_the_scheduler_checkpoints_sqlite_every_second_and_postgresql_never(
+    pki: Pki, tmp_path: Path
+) -> None:
+    from adapter.admin import Heartbeat
+    from adapter.jobs.scheduler import build_scheduler
+
+    def checkpoint_job(url: str) -> tuple[Database, Any]:
+        config = load_config(write_config(tmp_path / "conf", pki, url, free_port()), environ={})
+        database = Database(url)
+        database.create_schema()
+        scheduler, deliverer = build_scheduler(config, database, Heartbeat(60))
+        deliverer.close()
+        return database, scheduler.get_job("wal-checkpoint")
+
+    with postgres_schema() as postgres_url:
+        postgresql, job = checkpoint_job(postgres_url)
+        postgresql.dispose()
+        assert job is None
+    sqlite, job = checkpoint_job(f"sqlite:///{tmp_path / 'adapter.db'}")
+    try:
+        assert job.trigger.interval == timedelta(seconds=1)
+        job.func()  # as the scheduler runs it: the migrations' pages, copied from the WAL
+        done = sqlite.checkpoint()
+    finally:
+        sqlite.dispose()
+    assert done is not None and done[0] > 0 and done[1] == done[0]
 
 
 # --- TLS: STARTTLS and implicit TLS against servers with certificates from the test PKI ---

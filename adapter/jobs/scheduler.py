@@ -35,10 +35,15 @@ from adapter.jobs.notifications import NotificationJob, expire_citizen_sessions
 from adapter.jobs.retention import purge_expired_zaken, purge_messages, purge_wus_messages
 from adapter.logs import configure_logging
 from adapter.store.db import Database
+from adapter.store.engine import is_database_file
 from adapter.store.locks import JobLock, job_lock
 from adapter.wiring import signer_trust
 
 log = logging.getLogger("adapter.jobs")
+
+# SQLite: how often the WAL is copied into the database file outside the write lock (a commit
+# that must do it holds up every writer; see adapter.store.engine.WAL_AUTOCHECKPOINT_PAGES).
+WAL_CHECKPOINT_SECONDS = 1.0
 
 
 class RunLinesAtDebug(logging.Filter):
@@ -151,6 +156,15 @@ def build_scheduler(
         max_instances=1,
         coalesce=True,
     )
+    if is_database_file(database.url):  # SQLite: its WAL is checkpointed here
+        scheduler.add_job(
+            database.checkpoint,
+            "interval",
+            seconds=WAL_CHECKPOINT_SECONDS,
+            id="wal-checkpoint",
+            max_instances=1,
+            coalesce=True,
+        )
     scheduler.add_job(
         leader.only_when_held(retention),
         "interval",

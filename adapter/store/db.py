@@ -112,6 +112,22 @@ class Database:
             finally:
                 transaction.close()
 
+    def checkpoint(self) -> tuple[int, int] | None:
+        """SQLite file: copy the WAL's committed pages back into the database file, without
+        the write lock, so no commit has to (`WAL_AUTOCHECKPOINT_PAGES`); returns the pages
+        in the WAL and how many of them are now in the file. None elsewhere, or when another
+        connection is checkpointing already.
+
+        PASSIVE: it neither waits for nor blocks a writer or a reader, and stops at the oldest
+        page a reader may still need; the next writer starts the WAL over once all of it is
+        copied. It does not touch durability: each commit is on disk in the WAL already.
+        """
+        if self._reader is None:
+            return None
+        with store_errors(), self._reader.connect() as connection:
+            busy, pages, copied = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        return None if busy else (int(pages), int(copied))
+
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless the database answers a trivial query."""
         with store_errors(), self.engine.connect() as connection:

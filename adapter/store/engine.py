@@ -40,6 +40,14 @@ from sqlalchemy.sql.elements import ClauseElement
 # How long an SQLite statement waits for another connection's write lock before failing.
 BUSY_TIMEOUT_MS = 10_000
 
+# SQLite copies the WAL back into the database file (a checkpoint) in the commit that finds
+# the WAL longer than this many pages: a commit under the write lock, so every writer waits.
+# At SQLite's default of 1,000 pages nearly every commit of a 1000-Bericht batch checkpointed:
+# its random BerichtIDs dirty a page of their index each, some 4 MB of WAL. The scheduler
+# checkpoints every second outside the lock (`Database.checkpoint`); this is the backstop for
+# a WAL that nothing else checkpoints: 10,000 pages of 4 KiB, 40 MB.
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+
 # A pooled PostgreSQL connection older than this is replaced: it bounds how long one that a
 # firewall dropped without telling either side can stay in the pool.
 POOL_RECYCLE_SECONDS = 1800
@@ -147,6 +155,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     cursor.close()
 
 
