@@ -11,7 +11,7 @@ count, each time in a fresh schema of the PostgreSQL of DATABASE_URL (dropped at
    test's 1 s RetryInterval and a PersistDuration of a day so that nothing expires while it
    waits), migrates the schema, and while no node runs queues the backlog: N
    BerichtVerwerkResponses (GLOBE-R-BV-Result, a 1 KB payload) to Gemeente Voorbeeldstad
-   through `adapter.ebms.outbound.enqueue_business`, as the endpoint does for each batch.
+   made by `adapter.ebms.outbound.business_message_for`, as the endpoint does for each batch.
 2. Starts the peer (an `adapter.kit.receiver.EbmsReceiver` with that organisation's
    certificate, acknowledging each message in its HTTP answer after --peer-delay seconds,
    default 0) and then the node(s) with `dk-adapter serve`; every node's scheduler delivers the

@@ -369,16 +369,11 @@ def queue_results(database_url: str, cpa_dir: Path, count: int, payload: bytes) 
                         service_type=party.service_type,
                         action=RESULT_ACTION,
                     )
-                    outbound.enqueue_business(
-                        repositories.outbox,
-                        cpa,
-                        party,
-                        route,
-                        f"{uuid.uuid4()}@test",
-                        payload,
-                        [],
-                        datetime.now(UTC),
+                    now = datetime.now(UTC)
+                    result = outbound.business_message_for(
+                        cpa, party, route, f"{uuid.uuid4()}@test", payload, [], now
                     )
+                    repositories.outbox.add(result, now)
     finally:
         db.dispose()
 

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import io
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
+from sqlalchemy import event, select
 
 from adapter.config import load_config
-from adapter.receipts import verify
+from adapter.ebms.mime import build_package
+from adapter.kit.sender import batch_request
+from adapter.receipts import Receipt, verify
+from adapter.store.models import Bericht
 from adapter.transport.identity import CLIENT_CERT_KEY
-from adapter.wiring import AdapterApp, build_app
-from tests.conftest import CONF, GEMEENTE, UNKNOWN_OIN, Pki, free_port, write_config
+from adapter.wiring import EBMS_PATH, AdapterApp, build_app
+from tests.berichtverwerk_samples import batch_xml
+from tests.conftest import (
+    CONF,
+    GEMEENTE,
+    UNKNOWN_OIN,
+    Pki,
+    free_port,
+    import_example_accounts,
+    write_config,
+)
+from tests.ebms_helpers import MIJNOVERHEID, cpa_id
 from tests.soap_helpers import SOAP, aanvraag, receipt_element, verify_with_libxmlsec
 
 ZONDER_DIENST = f"""
@@ -209,3 +225,55 @@ def test_a_fault_that_cannot_be_built_still_answers_a_bare_0051(
     status, _, answer = call(app, der_of(pki.clients[GEMEENTE].certificate), b"<niet-soap/>")
     assert status.startswith("500")
     assert faultstring(answer) == "0051 Service niet beschikbaar"
+
+
+def test_a_batch_takes_the_write_lock_only_after_its_answer_is_built_and_signed(
+    app: AdapterApp, app_config: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite every other message's writes wait for the one write lock: a batch judges its
+    letters and builds and signs its receipt and Acknowledgment before its first write
+    (BEGIN IMMEDIATE), and then stores all of it in that one transaction."""
+    import_example_accounts(app_config, app.database.url)  # 999993653 opted in for GEMEENTE
+    endpoint = app.routes[EBMS_PATH].endpoint
+    seen: list[str] = []
+    sign = endpoint.signer.signed_xml  # type: ignore[attr-defined]
+
+    def signing(receipt: Receipt) -> bytes:
+        seen.append("receipt signed")
+        return sign(receipt)  # type: ignore[no-any-return]
+
+    def statement(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        if sql.startswith(("BEGIN", "COMMIT")):
+            seen.append(sql)
+
+    monkeypatch.setattr(endpoint.signer, "signed_xml", signing)  # type: ignore[attr-defined]
+    event.listen(app.database.engine, "before_cursor_execute", statement)
+    bericht_ids = [str(uuid.uuid4()) for _ in range(3)]
+    message_id, soap = batch_request(
+        GEMEENTE, MIJNOVERHEID, cpa_id(GEMEENTE), "batch@test", [], datetime.now(UTC)
+    )
+    payload = batch_xml([{"BerichtID": bericht_id} for bericht_id in bericht_ids])
+    content_type, body = build_package(soap, [("batch@test", "text/xml; charset=UTF-8", payload)])
+    try:
+        status, _, answer = call(
+            app,
+            der_of(pki.clients[GEMEENTE].certificate),
+            body,
+            path=EBMS_PATH,
+            soap_action='"ebXML"',
+            content_type=content_type,
+        )
+    finally:
+        event.remove(app.database.engine, "before_cursor_execute", statement)
+    assert status.startswith("200")
+    receipt = verify(etree.fromstring(answer), pki.root).receipt
+    assert {b.bericht_id: b.verwerkingscode for b in receipt.outcome.berichten} == dict.fromkeys(
+        bericht_ids, "Verwerkt"
+    )
+    # COMMIT goes to the driver directly (pysqlite's commit), so only BEGIN is seen.
+    assert seen == ["receipt signed", "BEGIN IMMEDIATE"]
+    with app.database.transaction() as session:
+        stored = session.scalars(
+            select(Bericht.bericht_id).where(Bericht.ebms_message_id == message_id)
+        )
+        assert sorted(stored) == sorted(bericht_ids)

@@ -484,17 +484,23 @@ def _new_bijlagen(letter: _Letter, verdicts: Mapping[str, PdfVerdict]) -> list[N
     ]
 
 
-def verwerk(repositories: Repositories, batch: etree._Element, ctx: BatchContext) -> BatchResultaat:
-    """Judge and store every Bericht of an XSD-valid batch; returns the code of each."""
+def verwerk(
+    repositories: Repositories, batch: etree._Element, ctx: BatchContext
+) -> tuple[BatchResultaat, Callable[[], None]]:
+    """Judge every Bericht of an XSD-valid batch: the code of each, and the inserts of those
+    accepted, to run in the same transaction (their attachments' contents are durable
+    already). The caller runs them once its answer is built and signed: on SQLite the
+    database's write lock, which every other batch waits for, is then held for writes only."""
     info = _fields(_child(batch, f"{_B}BatchInformatie"), _BATCH_INFO)
     batch_id = info.get("BatchID", "").lower()
     with repositories.berichten.staging() as staging:  # what is not kept is removed
         letters, verdicts = _read_letters(batch, _Staged(staging, ctx.general_attachments))
         if letters is None:
             why = "een Inhoud is geen base64 (xs:base64Binary)"
-            return batch_failure(
+            failure = batch_failure(
                 batch_id, ctx.leverancier.oin, VerwerkingsCode.XML_ONGELDIG, why, ctx.received_at
             )
+            return failure, _nothing_to_store
         aanmaak = _moment(info.get("AanmaakDatum")) or ctx.received_at
         aanmaak_te_ver = ctx.received_at - aanmaak > DATE_WINDOW
         bsns = {letter.bsn for letter in letters}
@@ -513,14 +519,19 @@ def verwerk(repositories: Repositories, batch: etree._Element, ctx: BatchContext
             results.append(BerichtResultaat(letter.bericht_id, letter.bericht_type, code, reden))
             # A BerichtID offered twice in one batch: the second is a repeat of the first.
             taken.add(letter.bericht_id)
-        repositories.berichten.add(accepted, bijlagen, staging)
-    return BatchResultaat(
+        store = repositories.berichten.staged(accepted, bijlagen, staging)
+    result = BatchResultaat(
         batch_id=batch_id,
         leverancier=ctx.leverancier.oin,
         received_at=ctx.received_at,
         processed_at=datetime.now(UTC),
         berichten=tuple(results),
     )
+    return result, store
+
+
+def _nothing_to_store() -> None:
+    pass
 
 
 def _read_letters(

@@ -9,6 +9,7 @@ second Action, AbonnementAanvraag, has its rules in abonnement_aanvraag.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapter.berichtenbox import abonnement_aanvraag
@@ -52,13 +53,14 @@ class BerichtVerwerkSettings:
     limits: BijlageLimits
 
 
-def _answer(result: BatchResultaat) -> EbmsAnswer:
+def _answer(result: BatchResultaat, store: Callable[[], None] | None = None) -> EbmsAnswer:
     counters = ", ".join(f"{k}={v}" for k, v in result.counters().items() if v)
     return EbmsAnswer(
         payload=EncodedPayload(RESPONSE_TYPE, response_xml(result)),
         outcome=result.outcome(),
         accepted=sum(1 for b in result.berichten if b.code is VerwerkingsCode.VERWERKT),
         summary=f"batch {result.batch_id}, {counters}",
+        store=store,
     )
 
 
@@ -73,7 +75,8 @@ def _batch_id(payload: bytes) -> str | None:
 
 def _verwerk(
     request: EbmsRequest, repositories: Repositories, settings: BerichtVerwerkSettings
-) -> BatchResultaat:
+) -> tuple[BatchResultaat, Callable[[], None] | None]:
+    """The batch judged, and the inserts of its accepted letters (see `verwerk`)."""
     batch, now = request.payload, request.received_at
     organisation = request.party.organisation
     leverancier_id = text_of(batch.find("{*}BatchInformatie/{*}BerichtLeverancierID"))
@@ -84,9 +87,10 @@ def _verwerk(
         reason = (
             f"BerichtLeverancierID {leverancier_oin} is niet {organisation.oin} (of via acts_for)"
         )
-        return batch_failure(
+        failure = batch_failure(
             batch_id, leverancier_oin or organisation.oin, VerwerkingsCode.OIN_MISMATCH, reason, now
         )
+        return failure, None
     # An unresolvable reference refuses the whole message at the ebMS layer (MimeProblem).
     general = {cid: request.part(cid) for cid in general_references(batch)}
     context = BatchContext(
@@ -97,7 +101,7 @@ def _verwerk(
 
 def service(settings: BerichtVerwerkSettings) -> EbmsService:
     def handle(request: EbmsRequest, repositories: Repositories) -> EbmsAnswer:
-        return _answer(_verwerk(request, repositories, settings))
+        return _answer(*_verwerk(request, repositories, settings))
 
     def invalid(problem: InvalidPayload) -> EbmsAnswer:
         code = VerwerkingsCode.XML_ONGELDIG

@@ -88,6 +88,7 @@ from adapter.soap.schema import SchemaSet
 from adapter.soap.xml import XmlLimits, parse_untrusted
 from adapter.store.db import Database
 from adapter.store.ebms_messages import StoredAnswer
+from adapter.store.outbox import NewOutboxMessage
 from adapter.store.repositories import Repositories
 from adapter.transport.http import HttpResult, read_body
 from adapter.transport.identity import identify
@@ -480,7 +481,11 @@ class EbmsEndpoint:
         progress: _Progress,
         verified: VerifiedSignature | None,
     ) -> HttpResult:
-        """Receipt, Acknowledgment and the asynchronous answer, stored in the open transaction."""
+        """Receipt, Acknowledgment and the asynchronous answer, stored in the open transaction.
+
+        All of it is built and signed before the first write, the handler's deferred ones
+        (`EbmsAnswer.store`) included: on SQLite the write lock, which every other message's
+        writes wait for, is taken by that first write and held only for the writes."""
         receipt = self._receipt(progress, answer.outcome)
         signed = self.signer.signed_xml(receipt)
         route = reply_route(header, action.answer_action, sender.service, sender.service_type)
@@ -489,8 +494,7 @@ class EbmsEndpoint:
         else:
             content_type = outbound.XML_PAYLOAD
             payload = etree.tostring(answer.payload, xml_declaration=True, encoding="utf-8")
-        outbound.enqueue_business(
-            repositories.outbox,
+        result = outbound.business_message_for(
             cpa,
             sender,
             route,
@@ -502,13 +506,19 @@ class EbmsEndpoint:
             self.settings.signing_key,
         )
         if sender.acknowledges(header.ack_requested):
-            stored, http = self._acknowledge(
-                repositories, header, cpa, sender, progress, signed, verified
+            stored, http, queued_ack = self._acknowledgment(
+                header, cpa, sender, progress, signed, verified
             )
         else:
             # Best effort (ackRequested never): no Acknowledgment, on this connection or
             # later; the empty 200 says the message was taken, as for syncReplyMode none.
-            stored, http = StoredAnswer(None, None), ASYNC_ANSWER
+            stored, http, queued_ack = StoredAnswer(None, None), ASYNC_ANSWER, None
+        # The writes, from here on.
+        if answer.store is not None:
+            answer.store()
+        repositories.outbox.add(result, progress.received_at)
+        if queued_ack is not None:
+            repositories.outbox.add(queued_ack, progress.received_at)
         # The MessageId is claimed last, with its answer: a copy arriving at the same time
         # fails here (StoreConflict) and its transaction, work and all, rolls back. Claimed
         # first, it would begin the transaction, and on SQLite hold the database's one write
@@ -531,19 +541,19 @@ class EbmsEndpoint:
         log.info("ebMS %s from %s: %s", header.message_id, header.from_party.value, answer.summary)
         return http
 
-    def _acknowledge(
+    def _acknowledgment(
         self,
-        repositories: Repositories,
         header: MessageHeader,
         cpa: Cpa,
         sender: CpaParty,
         progress: _Progress,
         signed: bytes,
         verified: VerifiedSignature | None,
-    ) -> tuple[StoredAnswer, HttpResult]:
+    ) -> tuple[StoredAnswer, HttpResult, NewOutboxMessage | None]:
         """The Acknowledgment with a copy of the receipt (signed on -s/-e channels, with the
         references of the received signature): on this connection for syncReplyMode
-        mshSignalsOnly, else queued as its own message. Returns what duplicates get again."""
+        mshSignalsOnly, else as its own message, returned for the outbox. Returns too what
+        duplicates get again."""
         ack_id, ack = acknowledgment(
             header,
             progress.received_at,
@@ -553,18 +563,11 @@ class EbmsEndpoint:
         if sender.security.sign or sender.security.ack_signed:
             ack = sign(ack, [], self._signing_key())
         if sender.sync_reply_mode == "mshSignalsOnly":
-            return StoredAnswer("text/xml; charset=utf-8", ack), HttpResult("200 OK", ack)
-        outbound.enqueue_signal(
-            repositories.outbox,
-            cpa,
-            sender,
-            ack_id,
-            "Acknowledgment",
-            ack,
-            progress.received_at,
-            header.message_id,
+            return StoredAnswer("text/xml; charset=utf-8", ack), HttpResult("200 OK", ack), None
+        queued = outbound.signal_message_for(
+            cpa, sender, ack_id, "Acknowledgment", ack, header.message_id
         )
-        return StoredAnswer(None, None), ASYNC_ANSWER
+        return StoredAnswer(None, None), ASYNC_ANSWER, queued
 
     def _signing_key(self) -> SigningKey:
         if self.settings.signing_key is None:

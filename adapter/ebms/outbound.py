@@ -86,8 +86,7 @@ def _new(
     )
 
 
-def enqueue_business(
-    outbox: Outbox,
+def business_message_for(
     cpa: Cpa,
     party: CpaParty,
     route: Route,
@@ -97,13 +96,13 @@ def enqueue_business(
     now: datetime,
     payload_type: str = XML_PAYLOAD,
     key: SigningKey | None = None,
-) -> str:
-    """Queue a business message with one payload part (XML unless `payload_type` says
-    otherwise, e.g. application/gzip) for `party`; returns its MessageId. On the party's
-    -s/-e channel it is signed with `key` (and its payload encrypted for the party) here,
-    once, so every retry sends the same bytes. Reliability follows the party's CPA values:
-    AckRequested and DuplicateElimination unless they say never, retries as many as it says
-    (best effort: none)."""
+) -> NewOutboxMessage:
+    """A business message with one payload part (XML unless `payload_type` says otherwise,
+    e.g. application/gzip) for `party`, ready for the outbox. On the party's -s/-e channel it
+    is signed with `key` (and its payload encrypted for the party) here, once, so every retry
+    sends the same bytes. Reliability follows the party's CPA values: AckRequested and
+    DuplicateElimination unless they say never, retries as many as it says (best effort:
+    none)."""
     payload_cid = f"{uuid.uuid4()}@{PAYLOAD_CID_DOMAIN}"
     acknowledged = party.acknowledges()
     message_id, soap = business_message(
@@ -119,10 +118,7 @@ def enqueue_business(
     soap, parts = seal(soap, [(payload_cid, payload_type, payload)], party.security, key)
     content_type, body = build_package(soap, parts)
     # Best effort (ackRequested never): done once the party took it, as a signal is.
-    outbox.add(
-        _new(party, cpa, message_id, route.action, content_type, body, acknowledged, ref_to), now
-    )
-    return message_id
+    return _new(party, cpa, message_id, route.action, content_type, body, acknowledged, ref_to)
 
 
 def enqueue_signal(
@@ -136,10 +132,14 @@ def enqueue_signal(
     ref_to: str,
 ) -> None:
     """Queue an MSH signal (Acknowledgment) as its own single-part message."""
-    outbox.add(
-        _new(party, cpa, message_id, action, "text/xml; charset=UTF-8", envelope, False, ref_to),
-        now,
-    )
+    outbox.add(signal_message_for(cpa, party, message_id, action, envelope, ref_to), now)
+
+
+def signal_message_for(
+    cpa: Cpa, party: CpaParty, message_id: str, action: str, envelope: bytes, ref_to: str
+) -> NewOutboxMessage:
+    """An MSH signal (Acknowledgment) as its own single-part message, ready for the outbox."""
+    return _new(party, cpa, message_id, action, "text/xml; charset=UTF-8", envelope, False, ref_to)
 
 
 def envelope_of(content_type: str, body: bytes) -> etree._Element:

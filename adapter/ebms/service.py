@@ -96,6 +96,10 @@ class EbmsAnswer:
     outcome: Outcome
     accepted: int  # business items accepted, for the dk_messages_accepted metric
     summary: str  # one line for the log: no BSNs, no content
+    # Writes the handler leaves to the endpoint, which runs them in the handler's transaction
+    # once the receipt, answer and Acknowledgment are built and signed: on SQLite the write
+    # lock (every other message's writes wait for it) is then held for writes only.
+    store: Callable[[], None] | None = None
 
 
 Handler = Callable[[EbmsRequest, Repositories], EbmsAnswer]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -181,6 +181,10 @@ _STORED_BERICHT_IDS = _Stored(table_of(Bericht).c.bericht_id)
 _STORED_DIGESTS = _Stored(table_of(Bijlage).c.sha256)
 
 
+def _no_inserts() -> None:
+    pass
+
+
 class _Contents(NamedTuple):
     """A batch's distinct attachment contents, on disk, and which of them have a row."""
 
@@ -220,17 +224,32 @@ class Berichten(InUnit):
     ) -> None:
         """Store accepted letters and their attachments, whose contents `staging` holds
         (made durable first)."""
+        self.staged(berichten, bijlagen, staging)()
+
+    def staged(
+        self,
+        berichten: Sequence[NewBericht],
+        bijlagen: Sequence[NewBijlage],
+        staging: Staging | None = None,
+    ) -> Callable[[], None]:
+        """`add` up to its writes: the attachments' contents made durable and their digests
+        looked up, none of which takes SQLite's write lock. Returns the inserts, to run later
+        in this transaction; they need nothing more of `staging`, which may close first."""
         if not berichten:
-            return
+            return _no_inserts
         contents = None
         if bijlagen:
             if staging is None:
                 raise ValueError("attachments need the staging that holds their contents")
             contents = self._store_contents(bijlagen, staging)
-        # Every column but `folder`, whose default ("postvak") the insert fills in.
-        insert_many(self.session, table_of(Bericht), NewBericht._fields, berichten)
-        if contents is not None:
-            self._add_bijlagen(bijlagen, contents, berichten[0].received_at)
+
+        def insert() -> None:
+            # Every column but `folder`, whose default ("postvak") the insert fills in.
+            insert_many(self.session, table_of(Bericht), NewBericht._fields, berichten)
+            if contents is not None:
+                self._add_bijlagen(bijlagen, contents, berichten[0].received_at)
+
+        return insert
 
     def _store_contents(self, bijlagen: Sequence[NewBijlage], staging: Staging) -> _Contents:
         """Each distinct content made durable once; which of them have a row."""

@@ -64,7 +64,8 @@ def run(
         BijlageLimits(),
     )
     with database.repositories() as repositories:
-        result = verwerk(repositories, batch, context)
+        result, store = verwerk(repositories, batch, context)
+        store()
     return {b.bericht_id: (b.code.value, b.reden) for b in result.berichten}
 
 

@@ -19,7 +19,12 @@ from adapter.ebms.cpa.writer import CpaPartySpec, CpaSpec, write_cpa
 from adapter.ebms.inbound import channel_of
 from adapter.ebms.message import Route, acknowledgment, business_message, message_error, read_header
 from adapter.ebms.mime import build_package, parse_package
-from adapter.ebms.outbound import answer_check, enqueue_business, envelope_of, judge_answer
+from adapter.ebms.outbound import (
+    answer_check,
+    business_message_for,
+    envelope_of,
+    judge_answer,
+)
 from adapter.ebms.security import (
     DS,
     ExpectedSigner,
@@ -493,17 +498,11 @@ def test_the_outbox_sends_best_effort_once_without_waiting_for_an_acknowledgment
     database.create_schema()
     try:
         with database.repositories() as repositories:
-            message_id = enqueue_business(
-                repositories.outbox,
-                cpa,
-                gemeente,
-                route,
-                "req@test",
-                b"<a/>",
-                [],
-                NOW,
-                key=keys.mijnoverheid,
+            message = business_message_for(
+                cpa, gemeente, route, "req@test", b"<a/>", [], NOW, key=keys.mijnoverheid
             )
+            repositories.outbox.add(message, NOW)
+            message_id = message.message_id
         with database.repositories() as repositories:
             stored = repositories.outbox.sent_message(message_id, GEMEENTE)
             assert repositories.outbox.sent_message(message_id, MIJNOVERHEID) is None
