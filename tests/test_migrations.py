@@ -7,6 +7,7 @@ each one starts from a particular state: empty, made by `create_all`, or being m
 from __future__ import annotations
 
 import argparse
+import importlib
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
@@ -29,6 +31,11 @@ from adapter.store.models import Account, Base, Subscription
 from tests.conftest import postgres_schema
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+LZ4_MIGRATION = importlib.import_module(
+    "adapter.store.migrations.versions.f2a3b4c5d6e7_lz4_for_large_values"
+)
+LARGE_VALUES = LZ4_MIGRATION.LARGE_VALUES
+LZ4_REVISION_BEFORE = LZ4_MIGRATION.down_revision
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -228,3 +235,33 @@ def test_db_commands(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("db", "upgrade") == (0, f"database upgraded from (empty) to {head} (head)\n")
     assert run("db", "upgrade") == (0, f"database already at head {head}\n")
     assert run("db", "current") == (0, f"current revision: {head} (head)\n")
+
+
+def compressions(engine: Engine) -> dict[tuple[str, str], str]:
+    """attcompression of each large value's column: 'l' lz4, '' the server's default."""
+    found = {}
+    with engine.connect() as conn:
+        for table, column in LARGE_VALUES:
+            found[(table, column)] = conn.execute(
+                text(
+                    "SELECT attcompression FROM pg_attribute"
+                    " WHERE attrelid = to_regclass(:table) AND attname = :column"
+                ),
+                {"table": table, "column": column},
+            ).scalar_one()
+    return found
+
+
+def test_on_postgresql_the_large_values_are_compressed_with_lz4_until_downgraded() -> None:
+    with postgres_schema() as url:
+        database = Database(url)
+        try:
+            database.create_schema()
+            assert set(compressions(database.engine).values()) == {"l"}
+            with database.engine.begin() as conn:
+                command.downgrade(migrate.alembic_config(conn), LZ4_REVISION_BEFORE)
+            assert set(compressions(database.engine).values()) == {""}
+            database.create_schema()  # and up again
+            assert set(compressions(database.engine).values()) == {"l"}
+        finally:
+            database.dispose()
