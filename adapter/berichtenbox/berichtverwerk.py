@@ -486,11 +486,12 @@ def _new_bijlagen(letter: _Letter, verdicts: Mapping[str, PdfVerdict]) -> list[N
 
 def verwerk(
     repositories: Repositories, batch: etree._Element, ctx: BatchContext
-) -> tuple[BatchResultaat, Callable[[], None]]:
+) -> tuple[BatchResultaat, Callable[[], None] | None]:
     """Judge every Bericht of an XSD-valid batch: the code of each, and the inserts of those
-    accepted, to run in the same transaction (their attachments' contents are durable
-    already). The caller runs them once its answer is built and signed: on SQLite the
-    database's write lock, which every other batch waits for, is then held for writes only."""
+    accepted (None when the batch is refused whole), to run in the same transaction (their
+    attachments' contents are durable already). The caller runs them once its answer is
+    built and signed: on SQLite the database's write lock, which every other batch waits
+    for, is then held for writes only."""
     info = _fields(_child(batch, f"{_B}BatchInformatie"), _BATCH_INFO)
     batch_id = info.get("BatchID", "").lower()
     with repositories.berichten.staging() as staging:  # what is not kept is removed
@@ -500,7 +501,7 @@ def verwerk(
             failure = batch_failure(
                 batch_id, ctx.leverancier.oin, VerwerkingsCode.XML_ONGELDIG, why, ctx.received_at
             )
-            return failure, _nothing_to_store
+            return failure, None
         aanmaak = _moment(info.get("AanmaakDatum")) or ctx.received_at
         aanmaak_te_ver = ctx.received_at - aanmaak > DATE_WINDOW
         bsns = {letter.bsn for letter in letters}
@@ -528,10 +529,6 @@ def verwerk(
         berichten=tuple(results),
     )
     return result, store
-
-
-def _nothing_to_store() -> None:
-    pass
 
 
 def _read_letters(

@@ -65,7 +65,8 @@ def run(
     )
     with database.repositories() as repositories:
         result, store = verwerk(repositories, batch, context)
-        store()
+        if store is not None:
+            store()
     return {b.bericht_id: (b.code.value, b.reden) for b in result.berichten}
 
 
