@@ -11,8 +11,10 @@ import email
 import email.policy
 import ipaddress
 import logging
+import os
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -463,6 +465,31 @@ def test_the_scheduler_checkpoints_sqlite_every_second_and_postgresql_never(
     finally:
         sqlite.dispose()
     assert done is not None and done[0] > 0 and done[1] == done[0]
+
+
+def test_the_retention_job_removes_unfinished_attachment_writes(pki: Pki, tmp_path: Path) -> None:
+    from adapter.admin import Heartbeat
+    from adapter.jobs.scheduler import build_scheduler
+    from adapter.store.blobs import UNFINISHED_AFTER_SECONDS
+
+    url = f"sqlite:///{tmp_path / 'adapter.db'}"
+    config = load_config(write_config(tmp_path / "conf", pki, url, free_port()), environ={})
+    database = Database(url)
+    database.create_schema()
+    # What a worker killed while it staged a batch leaves beside the contents.
+    left = config.blobs.directory / "ab" / "cd" / ".incoming-x1y2"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"half a PDF")
+    long_ago = time.time() - UNFINISHED_AFTER_SECONDS - 1
+    os.utime(left, (long_ago, long_ago))
+    scheduler, deliverer = build_scheduler(config, database, Heartbeat(60))
+    try:
+        scheduler.get_job("job-lock").func()  # this node takes the job lock, as at start
+        scheduler.get_job("retention").func()  # as the scheduler runs it
+    finally:
+        deliverer.close()
+        database.dispose()
+    assert not left.exists()
 
 
 # --- TLS: STARTTLS and implicit TLS against servers with certificates from the test PKI ---

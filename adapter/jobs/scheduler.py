@@ -34,6 +34,7 @@ from adapter.jobs.crl import schedule_crl_refresh
 from adapter.jobs.notifications import NotificationJob, expire_citizen_sessions
 from adapter.jobs.retention import purge_expired_zaken, purge_messages, purge_wus_messages
 from adapter.logs import configure_logging
+from adapter.store.blobs import open_blob_store
 from adapter.store.db import Database
 from adapter.store.engine import is_database_file
 from adapter.store.locks import JobLock, job_lock
@@ -128,9 +129,14 @@ def build_scheduler(
         deliverer.deliver_due()
         heartbeat.beat()
 
+    blobs = open_blob_store(config.blobs)
+
     def retention() -> None:
         removed = purge_expired_zaken(database, config.lopende_zaken.retention_days, date.today())
         log.info("retention: %d zaken removed", removed)
+        unfinished = blobs.remove_unfinished()
+        if unfinished:
+            log.warning("retention: %d unfinished attachment writes removed", unfinished)
 
     cpas = list(CpaStore.load(config.ebms.cpa_dir))
 

@@ -21,6 +21,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger("adapter.store.blobs")
+
+# A temporary file lives from a content's first byte until its staging keeps or drops it, no
+# longer than the request that hands the content over. One this old lost its process.
+UNFINISHED_AFTER_SECONDS = 3600.0
+_TEMPORARY_PREFIX = ".incoming-"
 
 
 class BlobMissing(FileNotFoundError):
@@ -78,6 +84,10 @@ class BlobStore(Protocol):
         """Remove the content under `sha256`, if any. Best effort: it runs after the commit
         that dropped the last reference, and a blob left behind costs space, never data."""
 
+    def remove_unfinished(self, older_than_seconds: float = UNFINISHED_AFTER_SECONDS) -> int:
+        """Remove what writes left behind that never finished (their process was killed
+        while a batch was read), older than this; returns how many."""
+
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -94,7 +104,7 @@ def _fsync_directory(directory: Path) -> None:
 def _write_synced(item: tuple[Path, bytes]) -> tuple[str, Path]:
     """`data` in a new temporary file beside `target`, fsynced: (its name, target)."""
     target, data = item
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=_TEMPORARY_PREFIX)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -264,6 +274,20 @@ class LocalBlobStore:
     def delete(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
 
+    def remove_unfinished(self, older_than_seconds: float = UNFINISHED_AFTER_SECONDS) -> int:
+        """The temporary files beside the contents (`_write_synced`) older than this: a
+        process killed while it staged a batch leaves them, up to the size of that batch."""
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for temporary in self.root.glob(f"*/*/{_TEMPORARY_PREFIX}*"):
+            try:
+                if temporary.stat().st_mtime < cutoff:
+                    temporary.unlink()
+                    removed += 1
+            except FileNotFoundError:  # kept or dropped by its writer meanwhile
+                continue
+        return removed
+
 
 class S3BlobStore:
     """Objects named `prefix + sha256` in one bucket of an S3-compatible object store.
@@ -355,6 +379,11 @@ class S3BlobStore:
             self.client.delete_object(Bucket=self.config.bucket, Key=self.key(sha256))
         except (BotoCoreError, ClientError) as exc:
             log.warning("blob %s not removed from the blob store: %s", sha256, exc)
+
+    def remove_unfinished(self, older_than_seconds: float = UNFINISHED_AFTER_SECONDS) -> int:
+        """Nothing: an object is PUT whole or not at all, and a staging holds its contents
+        in memory until then."""
+        return 0
 
 
 class _HeldStaging(_Closing):

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from adapter.config import BlobConfig, ConfigError, load_config
-from adapter.store.blobs import BlobMissing, LocalBlobStore, S3BlobStore, open_blob_store
+from adapter.store.blobs import (
+    UNFINISHED_AFTER_SECONDS,
+    BlobMissing,
+    LocalBlobStore,
+    S3BlobStore,
+    open_blob_store,
+)
 from tests.conftest import CONF
 
 BASE = (CONF / "adapter.toml").read_text()
@@ -196,3 +204,22 @@ def test_a_bad_blobs_value_names_file_key_and_reason(
     assert caught.value.file == str(file.resolve())
     assert caught.value.key == key
     assert reason in caught.value.reason
+
+
+def test_temporary_files_of_writes_that_never_finished_are_removed_once_old(
+    tmp_path: Path,
+) -> None:
+    # What a process killed while it staged a batch leaves beside the contents.
+    store = LocalBlobStore(tmp_path / "blobs")
+    kept = store.put(b"%PDF-1.7 kept")
+    directory = store.path(kept).parent
+    old, fresh = directory / ".incoming-old", directory / ".incoming-fresh"
+    old.write_bytes(b"half a PDF")
+    fresh.write_bytes(b"being written now")
+    hour_ago = time.time() - UNFINISHED_AFTER_SECONDS - 1
+    os.utime(old, (hour_ago, hour_ago))
+    assert store.remove_unfinished() == 1
+    assert not old.exists() and fresh.exists()
+    assert store.get(kept) == b"%PDF-1.7 kept"
+    assert store.remove_unfinished(older_than_seconds=0) == 1  # the fresh one, when told so
+    assert sorted(p.name for p in directory.iterdir()) == [kept]

@@ -82,6 +82,9 @@ def test_a_staging_puts_only_what_it_keeps(endpoint: S3Endpoint, store: S3BlobSt
     assert objects(endpoint, store) == [store.key(kept)]
     with pytest.raises(BlobMissing):
         store.get(dropped)
+    # Nothing half-written is left for the retention job to remove.
+    assert store.remove_unfinished(older_than_seconds=0) == 0
+    assert objects(endpoint, store) == [store.key(kept)]
 
 
 def test_a_missing_object_is_blob_missing(store: S3BlobStore) -> None:
