@@ -57,12 +57,13 @@ soap-stacks: tests/stacks/node/node_modules
 haproxy:
 	@test -x /usr/sbin/haproxy || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy)
 
-# Three pytest processes (pytest-xdist), each taking whole test files: most of an end-to-end
-# test's time is a server starting, answering or stopping, so three files overlap well even on
-# two cores; a file keeps its module-scoped servers to itself. TEST_WORKERS=0 runs in one.
+# Four pytest processes (pytest-xdist), each taking whole test files: most of an end-to-end
+# test's time is a server starting, answering or stopping, so four files overlap well even on
+# two cores (on a slow machine 646 s against three's 750); a file keeps its module-scoped
+# servers to itself. TEST_WORKERS=0 runs in one.
 # Tests marked `alone` time how the server answers under attack, so they run afterwards with
 # the machine to themselves.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 pytest: $(BIN)/dk-adapter chromium xmlsec1 soap-stacks haproxy
 	DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/pytest -q -m 'not alone' -n $(TEST_WORKERS) --dist loadfile --durations=15
 	DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/pytest -q -m alone --durations=5
