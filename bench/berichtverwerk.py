@@ -963,10 +963,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     by_key = {s.key: s for s in SCENARIOS}
-    unknown = [key for key in args.scenarios.split(",") if key not in by_key]
+    keys = args.scenarios.split(",")
+    unknown = [key for key in keys if key not in by_key]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(by_key)}")
-    chosen = tuple(by_key[key] for key in args.scenarios.split(","))
+    chosen = tuple(by_key[key] for key in keys)
     if args.seconds <= 0 or args.connections < 1 or args.min_batches < 0:
         parser.error("--seconds and --connections must be positive, --min-batches not negative")
 

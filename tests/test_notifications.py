@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
-from adapter.config import ConfigError, load_config
+from adapter.config import Config, ConfigError, load_config
 from adapter.jobs.notifications import FileSender, NotificationJob, SmtpSender, compose
 from adapter.logs import masked_bsn
 from adapter.pki.devca import load_hierarchy, new_hierarchy
@@ -439,26 +439,30 @@ def test_the_scheduler_runs_the_notification_job_at_the_configured_interval(setu
     assert scheduler.get_job("citizen-sessions") is not None
 
 
-def test_the_scheduler_checkpoints_sqlite_every_second_and_postgresql_never(
-    pki: Pki, tmp_path: Path
-) -> None:
+def scheduler_on(pki: Pki, directory: Path, url: str) -> tuple[Config, Database, Any]:
+    """A migrated database at `url` and the scheduler `dk-adapter serve` would build for it
+    (not started: a test runs its jobs), with the test configuration written in `directory`."""
     from adapter.admin import Heartbeat
     from adapter.jobs.scheduler import build_scheduler
 
-    def checkpoint_job(url: str) -> tuple[Database, Any]:
-        config = load_config(write_config(tmp_path / "conf", pki, url, free_port()), environ={})
-        database = Database(url)
-        database.create_schema()
-        scheduler, deliverer = build_scheduler(config, database, Heartbeat(60))
-        deliverer.close()
-        return database, scheduler.get_job("wal-checkpoint")
+    config = load_config(write_config(directory, pki, url, free_port()), environ={})
+    database = Database(url)
+    database.create_schema()
+    scheduler, deliverer = build_scheduler(config, database, Heartbeat(60))
+    deliverer.close()  # no job here delivers the outbox
+    return config, database, scheduler
 
+
+def test_the_scheduler_checkpoints_sqlite_every_second_and_postgresql_never(
+    pki: Pki, tmp_path: Path
+) -> None:
     with postgres_schema() as postgres_url:
-        postgresql, job = checkpoint_job(postgres_url)
+        _, postgresql, scheduler = scheduler_on(pki, tmp_path / "pg", postgres_url)
         postgresql.dispose()
-        assert job is None
-    sqlite, job = checkpoint_job(f"sqlite:///{tmp_path / 'adapter.db'}")
+        assert scheduler.get_job("wal-checkpoint") is None
+    _, sqlite, scheduler = scheduler_on(pki, tmp_path, f"sqlite:///{tmp_path / 'adapter.db'}")
     try:
+        job = scheduler.get_job("wal-checkpoint")
         assert job.trigger.interval == timedelta(seconds=1)
         job.func()  # as the scheduler runs it: the migrations' pages, copied from the WAL
         done = sqlite.checkpoint()
@@ -468,26 +472,21 @@ def test_the_scheduler_checkpoints_sqlite_every_second_and_postgresql_never(
 
 
 def test_the_retention_job_removes_unfinished_attachment_writes(pki: Pki, tmp_path: Path) -> None:
-    from adapter.admin import Heartbeat
-    from adapter.jobs.scheduler import build_scheduler
     from adapter.store.blobs import UNFINISHED_AFTER_SECONDS
 
-    url = f"sqlite:///{tmp_path / 'adapter.db'}"
-    config = load_config(write_config(tmp_path / "conf", pki, url, free_port()), environ={})
-    database = Database(url)
-    database.create_schema()
+    config, database, scheduler = scheduler_on(
+        pki, tmp_path, f"sqlite:///{tmp_path / 'adapter.db'}"
+    )
     # What a worker killed while it staged a batch leaves beside the contents.
     left = config.blobs.directory / "ab" / "cd" / ".incoming-x1y2"
     left.parent.mkdir(parents=True)
     left.write_bytes(b"half a PDF")
     long_ago = time.time() - UNFINISHED_AFTER_SECONDS - 1
     os.utime(left, (long_ago, long_ago))
-    scheduler, deliverer = build_scheduler(config, database, Heartbeat(60))
     try:
         scheduler.get_job("job-lock").func()  # this node takes the job lock, as at start
         scheduler.get_job("retention").func()  # as the scheduler runs it
     finally:
-        deliverer.close()
         database.dispose()
     assert not left.exists()
 
