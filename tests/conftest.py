@@ -8,6 +8,7 @@ a schema of their own that is dropped afterwards, so parallel runs never collide
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -161,11 +162,37 @@ def database_url(
         yield url
 
 
+# Ports for servers the tests start later: below Linux's ephemeral range (32768 and up), where
+# the kernel's port 0 and every outgoing connection take theirs, and one slice per pytest-xdist
+# process. A port the kernel handed out as free was seen taken by another process's socket
+# before the server that was to listen on it bound it ("Address already in use").
+_TEST_PORTS = range(20_000, 32_768)
+_next_ports: Iterator[int] | None = None
+
+
+def _ports_of_this_process() -> Iterator[int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker) if worker.isdigit() else 0
+    share = len(_TEST_PORTS) // max(workers, 1)
+    start = _TEST_PORTS.start + index * share
+    return itertools.cycle(range(start, start + share))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port on 127.0.0.1 nobody listens on now, and no other test process will hand out."""
+    global _next_ports
+    if _next_ports is None:
+        _next_ports = _ports_of_this_process()
+    for _ in range(len(_TEST_PORTS)):
+        port = next(_next_ports)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use: another program's, or a server of an earlier test
+            return port
+    raise RuntimeError("no free test port left")
 
 
 def write_cpas(directory: Path, port: int, peer_port: int) -> Path:
