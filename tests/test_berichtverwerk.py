@@ -310,6 +310,36 @@ def test_a_batch_failing_the_schema_is_refused_whole(
     assert counters["AantalBerichtenMetTechnischProbleem"] == "1"
 
 
+def test_an_inhoud_that_is_no_base64_refuses_the_batch_whole_saying_where_and_why(
+    server: Server, pki: Pki, peer: Peer
+) -> None:
+    # libxml2 no longer checks Inhoud's xs:base64Binary (the service does): unused bits that
+    # are not zero, which the schema refuses, must still refuse the batch, with nothing kept.
+    good, bad = str(uuid.uuid4()), str(uuid.uuid4())
+    pdf = minimal_pdf(400)
+    payload = batch_xml(
+        [
+            {"BerichtID": good, "bijlagen": [(pdf, "a")]},
+            {"BerichtID": bad, "bijlagen": [(pdf, "b")]},
+        ]
+    )
+    encoded = base64.b64encode(pdf)
+    last = payload.rindex(encoded)
+    payload = payload[:last] + b"JVBERh==" + payload[last + len(encoded) :]
+    before = server.counts(*BUSINESS_TABLES)
+    sent = send(server, pki, payload)
+    assert sent.codes == {NIL_GUID: "XmlValidatieTegenXsdValtNegatiefUit"}
+    assert sent.document is not None
+    (refusal,) = verify(sent.document, pki.root).receipt.outcome.berichten
+    assert refusal.reden == (
+        f"een Inhoud van Bericht 2 (BerichtID {bad}) is geen xs:base64Binary:"
+        " het laatste teken voor de '=' (h) laat bits over die niet 0 zijn"
+    )
+    assert server.counts(*BUSINESS_TABLES) == before
+    _, codes = result_codes(peer.wait_for("GLOBE-R-BV-Result", sent.message_id))
+    assert codes == {NIL_GUID: "XmlValidatieTegenXsdValtNegatiefUit"}
+
+
 def test_a_leverancier_that_is_not_the_sender_gets_oin_mismatch(
     server: Server, pki: Pki, peer: Peer
 ) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from adapter.berichtenbox import abonnement_aanvraag
 from adapter.berichtenbox.berichtverwerk import (
+    SCHEMA_TYPES_CHECKED_HERE,
     BatchContext,
     BatchResultaat,
     BijlageLimits,
@@ -119,6 +120,7 @@ def service(settings: BerichtVerwerkSettings) -> EbmsService:
                 answer_action=RESULT_ACTION,
                 schema=BATCH_SCHEMA,
                 handler=handle,
+                checked_by_handler=SCHEMA_TYPES_CHECKED_HERE,
                 invalid_payload=invalid,
             ),
             # The AbonnementService on the same CPA service (SPEC §3): up to a million BSNs,

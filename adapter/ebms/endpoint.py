@@ -287,7 +287,7 @@ class EbmsEndpoint:
                 )
                 return action.stream_handler(streamed)
             payload = parse_untrusted(raw, self.settings.xml_limits)
-            self.schemas.validate(payload, action.schema)
+            self.schemas.validate(payload, action.schema, action.checked_by_handler)
         except (XmlRejected, SchemaViolation) as invalid:
             answer_invalid = action.invalid_payload
             if answer_invalid is None:

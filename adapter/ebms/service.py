@@ -113,6 +113,9 @@ class EbmsAction:
     answer_action: str  # Action of the asynchronous answer, e.g. GLOBE-R-BV-Result
     schema: str  # file in xsd/ the payload is validated against
     handler: Handler | None = None  # the payload as a validated tree
+    # Simple types of `schema` ({namespace}name) whose values `handler` checks itself, as
+    # the schema says: validated as any string (`SchemaSet.validate`).
+    checked_by_handler: frozenset[str] = frozenset()
     # When set, an invalid payload is answered by the business (with a result that says why)
     # instead of being refused at the ebMS layer: the message itself was fine.
     invalid_payload: Callable[[InvalidPayload], EbmsAnswer] | None = None

@@ -444,9 +444,12 @@ def text_of(element: etree._Element | None, *, nillable: bool = False) -> str | 
     return "".join(element.itertext())
 
 
-def parse_trusted_file(path: str) -> etree._ElementTree:
-    """Parse one of our own files (XSD, WSDL) with the same safe settings."""
+def parse_trusted_file(path: str, resolver: etree.Resolver | None = None) -> etree._ElementTree:
+    """Parse one of our own files (XSD, WSDL) with the same safe settings; `resolver` is
+    asked for the file and, when it is a schema, for those it imports."""
     parser = etree.XMLParser(**_safe_options(huge=False))
+    if resolver is not None:
+        parser.resolvers.add(resolver)
     return etree.parse(path, parser=parser)
 
 
