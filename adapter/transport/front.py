@@ -50,7 +50,7 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 BodyLimit = Callable[[str], int]
 
 _READ = 65536
-_SPOOL_IN_MEMORY = 1 << 20  # bodies above this wait for the app in a temporary file
+_SPOOL_IN_MEMORY = 1 << 20  # uncounted bodies above this wait for the app in a temporary file
 _LINGER_BYTES = 1 << 30  # we never discard more than this after refusing an unread body
 _TIMEOUT_ANSWER = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 _BUSY_TEXT = b"503 te veel grote berichten tegelijk; probeer het later opnieuw\n"
@@ -148,6 +148,46 @@ class _Body:
     stream: IO[bytes] | io.RawIOBase
     complete: bool  # read to its end: the connection may be kept alive
     linger: bool = False  # the client may still be sending: read on after answering
+
+
+class _InFile:
+    """A body that no budget bounds, above 1 MiB waiting for the app in a temporary file."""
+
+    def __init__(self) -> None:
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def readable(self) -> IO[bytes]:
+        self.file.seek(0)
+        return self.file
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _InMemory:
+    """A body counted against the worker's budget, which bounds such bytes already: held in
+    memory, where a temporary file cost a 28 MB batch a write and a read through the file
+    system. Joined once, its bytes reach the app without a further copy: read whole, a
+    BytesIO returns the bytes object it was made with."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def readable(self) -> IO[bytes]:
+        body, self.chunks = io.BytesIO(b"".join(self.chunks)), []
+        return body
+
+    def close(self) -> None:
+        self.chunks = []
+
+
+_Spool = _InFile | _InMemory
 
 
 class Front:
@@ -360,7 +400,7 @@ class _Exchange:
                 await self._refuse_busy()
                 return False
         try:
-            body = await self._body(request, path)
+            body = await self._body(request, path, in_memory=bool(charge))
             environ = self._environ(request, path, query, body.stream)
             loop = asyncio.get_running_loop()
             status, headers, content = await loop.run_in_executor(
@@ -417,7 +457,7 @@ class _Exchange:
             await self.writer.drain()
         await self._linger()
 
-    async def _body(self, request: h11.Request, path: str) -> _Body:
+    async def _body(self, request: h11.Request, path: str, in_memory: bool) -> _Body:
         limit = self.front.body_limit(path)
         declared = _declared_length(request)
         if declared is not None and declared > limit:
@@ -425,7 +465,7 @@ class _Exchange:
         if self.h11.they_are_waiting_for_100_continue:
             self.writer.write(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
         # Closed by _call_app once the app has read it, or below when it never reaches the app.
-        spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+        spool: _Spool = _InMemory() if in_memory else _InFile()
         size = 0
         while True:
             try:
@@ -445,11 +485,9 @@ class _Exchange:
                 size += len(event.data)
                 spool.write(event.data)
                 if size > limit:  # the app reads one byte past its limit to refuse it
-                    spool.seek(0)
-                    return _Body(spool, complete=False, linger=True)
+                    return _Body(spool.readable(), complete=False, linger=True)
             elif isinstance(event, h11.EndOfMessage):
-                spool.seek(0)
-                return _Body(spool, complete=True)
+                return _Body(spool.readable(), complete=True)
             else:
                 raise _ClientGone
 

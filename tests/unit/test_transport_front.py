@@ -8,9 +8,11 @@ tests/test_availability.py.
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import socket
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -451,6 +453,20 @@ def test_a_large_body_waits_unread_for_the_one_in_flight_and_small_ones_pass(
         assert _answer(first).endswith(b"read 600 bytes")
         assert _answer(second).endswith(b"read 600 bytes")
     assert budgeted.front.budget.in_flight == 0
+
+
+def test_a_body_the_budget_counts_is_held_in_memory_and_one_it_does_not_may_go_to_a_file(
+    budgeted: _Running, running: _Running
+) -> None:
+    # The budget bounds the bytes of counted bodies per worker, so they need no temporary
+    # file; without a budget a body over 1 MiB is written to one while it waits.
+    with _tls(budgeted) as counted, _tls(running) as unbounded:
+        counted.sendall(_post(b"a" * 600))
+        assert _answer(counted).endswith(b"read 600 bytes")
+        assert type(budgeted.app.environ["wsgi.input"]) is io.BytesIO
+        unbounded.sendall(_post(b"b" * 600))
+        assert _answer(unbounded).endswith(b"read 600 bytes")
+        assert isinstance(running.app.environ["wsgi.input"], tempfile.SpooledTemporaryFile)
 
 
 def test_a_body_that_waits_past_the_body_deadline_gets_503_and_never_reaches_the_app(
