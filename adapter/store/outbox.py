@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import bindparam, func, make_url, select, update
+from sqlalchemy import bindparam, func, insert, make_url, select, update
 from sqlalchemy.orm import Session
 
 from adapter.store.models import OutboxAttempt, OutboxMessage, table_of
@@ -40,6 +40,7 @@ class OutboxStatus(StrEnum):
 
 
 _OUTBOX = table_of(OutboxMessage)
+_ATTEMPTS = table_of(OutboxAttempt)
 _WAITING = (OutboxStatus.PENDING, OutboxStatus.SENT)
 # Due: waiting and its next attempt has come (a message whose chances ran out is found the same
 # way, and given up by the claim).
@@ -69,6 +70,12 @@ _LEASE = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("row_id"))
     .values(attempts=_OUTBOX.c.attempts + 1, next_attempt_at=bindparam("leased_until"))
+)
+_STATUS = select(_OUTBOX.c.status).where(_OUTBOX.c.id == bindparam("row_id"))
+_RECORD = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .values(status=bindparam("new_status"), last_error=bindparam("new_error"))
 )
 _GIVE_UP = (
     update(_OUTBOX)
@@ -219,20 +226,20 @@ class Outbox:
     ) -> bool:
         """The outcome of one attempt, kept in its history too; False when the message was
         final already (an asynchronous Acknowledgment was faster)."""
-        current = self.session.get(OutboxMessage, row_id)
+        # The status alone, not the row: its body (a batch's answer: 300 KB) would otherwise be
+        # read and decompressed for nothing in a write transaction, on SQLite under the lock.
+        current = self.session.execute(_STATUS, {"row_id": row_id}).scalar()
         if current is None:
             return False
-        self.session.add(
-            OutboxAttempt(
-                outbox_id=row_id,
-                attempted_at=at or datetime.now(UTC),
-                status=status,
-                error=error,
+        attempted_at = at or datetime.now(UTC)
+        self.session.execute(
+            insert(_ATTEMPTS).values(
+                outbox_id=row_id, attempted_at=attempted_at, status=status, error=error
             )
         )
-        if OutboxStatus(current.status).final:
+        if OutboxStatus(current).final:
             return False
-        current.status, current.last_error = status, error
+        self.session.execute(_RECORD, {"row_id": row_id, "new_status": status, "new_error": error})
         return True
 
     def counts_by_status(self) -> dict[OutboxStatus, int]:
