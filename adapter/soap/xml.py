@@ -157,7 +157,40 @@ class _Budget:
         return None
 
     def replay(self, events: Iterable[tuple[str, Any]]) -> None:
-        """Check what a pull parser (`_EVENTS`) reported, as the calls a target would get."""
+        """Check what a pull parser (`_EVENTS`) reported, as the calls a target would get.
+
+        Elements are counted here rather than by a call of `start` and `end` each, which cost
+        more than the parse of a 1000-Bericht batch's elements itself (9 ms against 4); the
+        methods still word the limit that is passed."""
+        limits = self.limits
+        most_nodes, most_depth = limits.max_elements, limits.max_depth
+        most_attributes = limits.max_attributes
+        nodes, depth, declarations = self.nodes, self.depth, self.declarations
+        for event, node in events:
+            if event == "start":
+                nodes, depth = nodes + 1, depth + 1
+                if (
+                    nodes > most_nodes
+                    or depth > most_depth
+                    or len(node.attrib) + declarations > most_attributes
+                ):
+                    self.nodes, self.depth, self.declarations = nodes - 1, depth - 1, declarations
+                    self.start(node.tag, node.attrib)  # raises, saying which limit
+                declarations = 0
+            elif event == "end":
+                depth -= 1
+            elif event == "start-ns":
+                declarations += 1
+            elif event == "comment":
+                self.nodes = nodes
+                self.comment(node.text)
+                nodes = self.nodes
+            else:
+                self.pi(node.target, node.text)
+        self.nodes, self.depth, self.declarations = nodes, depth, declarations
+
+    def _replay_by_calls(self, events: Iterable[tuple[str, Any]]) -> None:
+        """`replay` for a budget whose methods do more than count (`_TextBudget`)."""
         for event, node in events:
             if event == "start":
                 self.start(node.tag, node.attrib)
@@ -180,6 +213,9 @@ class _TextBudget(_Budget):
         super().__init__(limits)
         self.text = 0  # characters of the text node being read (reported in pieces)
         self.where = "het bericht"
+
+    def replay(self, events: Iterable[tuple[str, Any]]) -> None:
+        self._replay_by_calls(events)
 
     def start(self, tag: str, attrib: Mapping[str, str]) -> None:
         super().start(tag, attrib)
