@@ -531,9 +531,7 @@ class EbmsEndpoint:
             header.conversation_id,
             header.action,
             progress.received_at,
-        )
-        repositories.ebms_messages.record_answer(
-            header.from_party.value, header.message_id, receipt.receipt_id, stored
+            (receipt.receipt_id, stored),
         )
         # Last before commit: storing the receipt appends to the audit chain under its lock.
         repositories.receipts.save(receipt, signed)
