@@ -276,12 +276,12 @@ _BEFORE_ONE_PAD, _BEFORE_TWO_PADS = frozenset("AEIMQUYcgkosw048"), frozenset("AQ
 _OUTSIDE_BASE64 = re.compile(r"[^A-Za-z0-9+/=]")
 
 
-class NotBase64(ValueError):
+class _NotBase64(ValueError):
     """An Inhoud that is no xs:base64Binary; the text says why."""
 
 
 def _decoded(text: str) -> bytes:
-    """The content an Inhoud encodes, as xs:base64Binary defines it, or `NotBase64`."""
+    """The content an Inhoud encodes, as xs:base64Binary defines it, or `_NotBase64`."""
     try:
         # Most senders write base64 without line breaks: strict mode decodes that in one pass.
         data = binascii.a2b_base64(text, strict_mode=True)
@@ -290,11 +290,11 @@ def _decoded(text: str) -> bytes:
         try:
             data = binascii.a2b_base64(text, strict_mode=True)
         except ValueError:
-            raise NotBase64(_why_not_base64(text)) from None
+            raise _NotBase64(_why_not_base64(text)) from None
     if not _well_padded(text):
-        raise NotBase64(_why_not_base64(text))
+        raise _NotBase64(_why_not_base64(text))
     if not data:
-        raise NotBase64("de Inhoud is leeg")
+        raise _NotBase64("de Inhoud is leeg")
     return data
 
 
@@ -594,7 +594,7 @@ def _read_letters(
     for number, element in enumerate(batch.iterfind(f"{_L}Bericht"), 1):
         try:
             letters.append(_read_letter(element, staged))
-        except NotBase64 as exc:
+        except _NotBase64 as exc:
             info = _fields(_child(element, _INFO), _LETTER_INFO)
             where = f"Bericht {number} (BerichtID {info.get('BerichtID', '')})"
             return f"een Inhoud van {where} is geen xs:base64Binary: {exc}", {}
