@@ -80,6 +80,7 @@ __all__ = [
     "run_load",
     "running_server",
     "server_peak_rss",
+    "side_process",
     "split_connections",
     "worker_spread_lines",
     "worker_spread_notes",
@@ -249,13 +250,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
-def is_scheduler(pid: int) -> bool:
-    """Is this the server's scheduler process (`python -m adapter.jobs.scheduler`), a child of
-    the master beside the gunicorn workers?"""
+def side_process(pid: int) -> str | None:
+    """The role of one of the master's children beside its gunicorn workers: "scheduler"
+    (`adapter.jobs.scheduler`) or "citizen" (the citizen pages' listener); None for a worker."""
     try:
-        return b"adapter.jobs.scheduler" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return False
+        return None
+    if b"adapter.jobs.scheduler" in command:
+        return "scheduler"
+    if b"adapter.citizen.server" in command:
+        return "citizen"
+    return None
+
+
+def is_scheduler(pid: int) -> bool:
+    return side_process(pid) == "scheduler"
 
 
 def peak_rss_kib(pid: int) -> int:

@@ -51,10 +51,10 @@ from bench._setup import (  # noqa: E402
     build_pki,
     children,
     database,
-    is_scheduler,
     peak_rss_kib,
     redacted,
     running_server,
+    side_process,
 )
 from tests.abonnement_samples import (  # noqa: E402
     aanvraag_message,
@@ -121,14 +121,12 @@ def processes(server: RunningServer) -> dict[str, int]:
     named = {"master": server.pid}
     workers = 0
     for pid in children(server.pid):
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if is_scheduler(pid):
-            named["scheduler"] = pid
-        elif b"adapter.citizen.server" in command:
-            named["citizen"] = pid
-        else:
+        role = side_process(pid)
+        if role is None:
             workers += 1
             named[f"worker {workers}"] = pid
+        else:
+            named[role] = pid
     return named
 
 

@@ -108,6 +108,7 @@ from bench._setup import (  # noqa: E402
     redacted,
     run_load,
     running_server,
+    side_process,
     split_connections,
     worker_spread_lines,
     worker_spread_notes,
@@ -420,7 +421,7 @@ class ScenarioResult:
     connections_held_by_no_worker: int
     master_cpu_seconds: float
     scheduler_cpu_seconds: float
-    server_cpu_seconds: float  # master + workers + scheduler
+    server_cpu_seconds: float  # master, workers, scheduler, citizen listener
     load_generator_cpu_seconds: float
     worker_pids_changed: bool
     prepare_seconds: float
@@ -510,7 +511,7 @@ def run_scenario(
     ordered = sorted(total.latencies)
     acknowledged = good + total.warmups_good
     berichten = acknowledged * scenario.berichten
-    workers = [w for w in run.workers if not is_scheduler(w.pid)]
+    workers = [w for w in run.workers if side_process(w.pid) is None]
     scheduler_cpu = sum(w.cpu_seconds for w in run.workers if is_scheduler(w.pid))
     if scenario.attachments:
         personal = 2 * berichten if distinct_personal else (0 if personal_stored else 2)
@@ -596,10 +597,11 @@ def wait_for_outbox(server: RunningServer, peer: Peer, batches: int) -> tuple[fl
 
 
 def server_rss(server: RunningServer) -> dict[str, int]:
-    """KiB of VmHWM for the master, each worker and the scheduler, and their "total"."""
+    """KiB of VmHWM for the master, each worker, the scheduler and the citizen listener, and
+    their "total"."""
     rss = {"master": peak_rss_kib(server.pid)}
     for pid in children(server.pid):
-        rss[f"{'scheduler' if is_scheduler(pid) else 'worker'} {pid}"] = peak_rss_kib(pid)
+        rss[f"{side_process(pid) or 'worker'} {pid}"] = peak_rss_kib(pid)
     rss["total"] = sum(rss.values())
     return rss
 
@@ -726,7 +728,7 @@ def _errors(run: dict[str, Any]) -> int:
 
 def _rss_line(rss: dict[str, int]) -> str:
     return (
-        f"Server peak RSS (VmHWM, master + workers + scheduler): {rss['total'] / 1024:.1f} MiB  ("
+        f"Server peak RSS (VmHWM, master, workers, scheduler, citizen listener): {rss['total'] / 1024:.1f} MiB  ("
         + ", ".join(f"{k} {v / 1024:.1f}" for k, v in rss.items() if k != "total")
         + "; pages shared after fork are counted once per process)"
     )
