@@ -728,7 +728,8 @@ def _errors(run: dict[str, Any]) -> int:
 
 def _rss_line(rss: dict[str, int]) -> str:
     return (
-        f"Server peak RSS (VmHWM, master, workers, scheduler, citizen listener): {rss['total'] / 1024:.1f} MiB  ("
+        "Server peak RSS (VmHWM, master, workers, scheduler, citizen listener):"
+        f" {rss['total'] / 1024:.1f} MiB  ("
         + ", ".join(f"{k} {v / 1024:.1f}" for k, v in rss.items() if k != "total")
         + "; pages shared after fork are counted once per process)"
     )
