@@ -28,6 +28,7 @@ log = logging.getLogger("adapter.store.locks")
 # The first half of the advisory lock's key: "this is the dk-adapter job lock" ("dkjb").
 JOB_LOCK_SPACE = 0x646B6A62
 _TRY_LOCK = text("SELECT pg_try_advisory_lock(:space, hashtext(current_schema()))")
+_UNLOCK = text("SELECT pg_advisory_unlock(:space, hashtext(current_schema()))")
 _HOLDER = text(
     "SELECT l.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
     " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :space"
@@ -96,6 +97,13 @@ class AdvisoryLock:
 
     def release(self) -> None:
         with self._mutex:
+            if self._connection is not None:
+                # Unlocked first: the server ends a closed session a moment after the client
+                # closed it, and until then the lock would still be held.
+                try:
+                    self._connection.execute(_UNLOCK, {"space": JOB_LOCK_SPACE})
+                except SQLAlchemyError as exc:
+                    log.warning("job lock: not unlocked, its session ends with it: %s", exc)
             self._close()
 
 
